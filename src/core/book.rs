@@ -1,0 +1,214 @@
+//! The reservation book: per agent, the booked intervals in start order, so
+//! that a conflict check (travel buffer included) is one ordered-map lookup;
+//! and per agent per UTC day, the number of tours, which the rules need.
+//!
+//! The book holds bookings whose write is still in flight as well as durable
+//! ones: a slot taken by an unfinished booking is not free.
+
+use crate::core::ids::AssignmentId;
+use crate::core::time::{Timestamp, Window};
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A start time offered for one agent.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Slot {
+    pub start: Timestamp,
+    pub agent: CompactString,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssignmentStatus {
+    Confirmed,
+    Cancelled,
+}
+
+/// An agent assigned to lead a tour.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub id: AssignmentId,
+    pub status: AssignmentStatus,
+    pub agent_id: CompactString,
+    pub customer_id: CompactString,
+    pub property_id: Option<CompactString>,
+    pub zipcode: CompactString,
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+impl Assignment {
+    pub fn interval(&self) -> Window {
+        Window::new(self.start, self.end)
+    }
+}
+
+#[derive(Default, Debug, Clone)]
+struct AgentBook {
+    /// start -> (end, id); intervals never overlap (buffer included).
+    tours: BTreeMap<Timestamp, (Timestamp, AssignmentId)>,
+    /// UTC day -> tours starting that day.
+    per_day: BTreeMap<u32, u32>,
+}
+
+/// Every agent's booked intervals.
+#[derive(Debug, Clone)]
+pub struct Book {
+    agents: BTreeMap<CompactString, AgentBook>,
+    buffer_ms: u64,
+    len: usize,
+}
+
+impl Book {
+    pub fn new(travel_buffer_ms: u64) -> Self {
+        Book {
+            agents: BTreeMap::new(),
+            buffer_ms: travel_buffer_ms,
+            len: 0,
+        }
+    }
+
+    /// Bookings held (in flight and durable).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `agent` can take `interval` without overlapping a booking or
+    /// cutting into the travel buffer around it.
+    pub fn is_free(&self, agent: &str, interval: Window) -> bool {
+        let Some(book) = self.agents.get(agent) else {
+            return true;
+        };
+        // Bookings of one agent are disjoint and sorted, so the last one that
+        // starts before our end (plus buffer) is the only one that can reach
+        // into us.
+        let reach = interval.end.plus_ms(self.buffer_ms);
+        match book.tours.range(..reach).next_back() {
+            Some((_, (end, _))) => end.plus_ms(self.buffer_ms) <= interval.start,
+            None => true,
+        }
+    }
+
+    /// Books `interval` for `agent`. The caller checked [`Book::is_free`].
+    pub fn insert(&mut self, agent: &str, interval: Window, id: AssignmentId) {
+        debug_assert!(self.is_free(agent, interval), "double booking of {agent}");
+        let book = self.agents.entry(agent.into()).or_default();
+        book.tours.insert(interval.start, (interval.end, id));
+        *book.per_day.entry(interval.start.utc_day()).or_default() += 1;
+        self.len += 1;
+    }
+
+    /// Frees the booking of `id` at `interval`, if it is there.
+    pub fn remove(&mut self, agent: &str, interval: Window, id: AssignmentId) -> bool {
+        let Some(book) = self.agents.get_mut(agent) else {
+            return false;
+        };
+        match book.tours.get(&interval.start) {
+            Some(&(_, held)) if held == id => {}
+            _ => return false,
+        }
+        book.tours.remove(&interval.start);
+        let day = interval.start.utc_day();
+        if let Some(n) = book.per_day.get_mut(&day) {
+            *n -= 1;
+            if *n == 0 {
+                book.per_day.remove(&day);
+            }
+        }
+        if book.tours.is_empty() {
+            self.agents.remove(agent);
+        }
+        self.len -= 1;
+        true
+    }
+
+    /// Tours of `agent` starting on UTC `day`.
+    pub fn tours_on(&self, agent: &str, day: u32) -> u32 {
+        self.agents
+            .get(agent)
+            .and_then(|b| b.per_day.get(&day).copied())
+            .unwrap_or(0)
+    }
+
+    /// Every booking as (agent, interval, id), for checks.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Window, AssignmentId)> + '_ {
+        self.agents.iter().flat_map(|(agent, b)| {
+            b.tours
+                .iter()
+                .map(move |(start, (end, id))| (agent.as_str(), Window::new(*start, *end), *id))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::time::MS_PER_MINUTE;
+    use proptest::prelude::*;
+
+    fn w(start_min: u64, end_min: u64) -> Window {
+        Window::new(
+            Timestamp(start_min * MS_PER_MINUTE),
+            Timestamp(end_min * MS_PER_MINUTE),
+        )
+    }
+
+    #[test]
+    fn travel_buffer_is_kept_on_both_sides() {
+        let mut book = Book::new(15 * MS_PER_MINUTE);
+        book.insert("a", w(600, 630), AssignmentId(1));
+        assert!(
+            !book.is_free("a", w(630, 660)),
+            "right after, inside the buffer"
+        );
+        assert!(
+            !book.is_free("a", w(570, 590)),
+            "right before, inside the buffer"
+        );
+        assert!(book.is_free("a", w(645, 675)), "exactly the buffer after");
+        assert!(book.is_free("a", w(555, 585)), "exactly the buffer before");
+        assert!(book.is_free("b", w(600, 630)), "another agent");
+        assert!(!book.is_free("a", w(500, 700)), "covering it");
+    }
+
+    #[test]
+    fn remove_frees_and_counts_per_day() {
+        let mut book = Book::new(0);
+        book.insert("a", w(600, 630), AssignmentId(1));
+        book.insert("a", w(700, 730), AssignmentId(2));
+        assert_eq!(book.tours_on("a", 0), 2);
+        assert!(!book.remove("a", w(600, 630), AssignmentId(9)), "wrong id");
+        assert!(book.remove("a", w(600, 630), AssignmentId(1)));
+        assert_eq!(book.tours_on("a", 0), 1);
+        assert!(book.is_free("a", w(600, 630)));
+        assert_eq!(book.len(), 1);
+    }
+
+    proptest! {
+        /// The O(log n) check agrees with comparing against every booking.
+        #[test]
+        fn conflict_check_matches_brute_force(
+            buffer in 0u64..30,
+            tries in proptest::collection::vec((0u64..2000, 1u64..120), 1..60),
+        ) {
+            let mut book = Book::new(buffer);
+            let mut held: Vec<Window> = Vec::new();
+            for (i, (start, len)) in tries.into_iter().enumerate() {
+                let iv = Window::new(Timestamp(start), Timestamp(start + len));
+                let brute = held.iter().all(|h| {
+                    h.end.plus_ms(buffer) <= iv.start || iv.end.plus_ms(buffer) <= h.start
+                });
+                prop_assert_eq!(book.is_free("a", iv), brute);
+                if brute {
+                    book.insert("a", iv, AssignmentId(i as u64));
+                    held.push(iv);
+                }
+            }
+        }
+    }
+}
