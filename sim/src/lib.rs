@@ -12,7 +12,8 @@
 //! - [`world`]: the discrete-event loop around the core;
 //! - [`checker`] and [`invariant`]: the model and the invariants;
 //! - [`coverage`]: marks of the hard paths reached;
-//! - [`trace`]: the trace format, replay and readable rendering;
+//! - [`trace`]: the trace format (simulator and production);
+//! - [`replay`]: replaying a trace and rendering it as text;
 //! - [`shrink`]: delta debugging of choice lists and of production traces;
 //! - [`runner`]: many seeds, in parallel, with a summary.
 
@@ -20,5 +21,11 @@ pub mod checker;
 pub mod choices;
 pub mod coverage;
 pub mod invariant;
+pub mod journal;
 pub mod scenario;
+pub mod replay;
+pub mod runner;
 pub mod services;
+pub mod shrink;
+pub mod trace;
+pub mod world;

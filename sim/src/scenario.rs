@@ -35,6 +35,8 @@ pub struct Scenario {
 /// How clients behave. Rates are per million.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientMix {
+    /// New clients (bursts not counted) before the safety phase ends early.
+    pub arrivals: u64,
     /// Mean gap between two new clients (ms).
     pub mean_gap_ms: u64,
     /// A new client brings a burst of this many others at once.
@@ -126,7 +128,7 @@ impl Scenario {
         let mut zipcodes: Vec<CompactString> = services.zipcodes().cloned().collect();
         zipcodes.push("00000".into());
         let clients = draw_clients(c);
-        let safety_ms = c.between(500, 6_000);
+        let safety_ms = c.between(100, 6_000);
         let faults = draw_faults(c, safety_ms);
         let start = EPOCH.plus_ms(c.below(24) * MS_PER_HOUR);
         Scenario {
@@ -238,6 +240,7 @@ fn draw_services(c: &mut dyn Choices) -> Services {
 
 fn draw_clients(c: &mut dyn Choices) -> ClientMix {
     ClientMix {
+        arrivals: c.below(400),
         mean_gap_ms: c.between(2, 40),
         burst_pm: rate(c, 100_000),
         burst_max: c.between(2, 64),
