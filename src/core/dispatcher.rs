@@ -89,6 +89,8 @@ pub struct Dispatcher {
     next_seq: u64,
     next_assignment: u64,
     durable_seq: u64,
+    /// Confirmed durable assignments held in memory.
+    active: u64,
     draining: bool,
     stats: Stats,
 }
@@ -126,6 +128,7 @@ impl Dispatcher {
             next_seq: 1,
             next_assignment: 0,
             durable_seq: 0,
+            active: 0,
             draining: false,
             stats: Stats::default(),
         })
@@ -251,11 +254,7 @@ impl Dispatcher {
         s.queue_depths = self.shards.iter().map(ShardQueue::depth).collect();
         s.waiting = self.shards.iter().map(ShardQueue::waiting).collect();
         s.running = self.shards.iter().map(ShardQueue::running).collect();
-        s.reservations_active = self
-            .assignments
-            .values()
-            .filter(|s| s.assignment.status == AssignmentStatus::Confirmed)
-            .count() as u64;
+        s.reservations_active = self.active;
         s.bookings_held = self.book.len() as u64;
         s.idempotency_keys = self.keys.len() as u64;
         s.attempts = self.attempts.len() as u64;
@@ -457,8 +456,8 @@ impl Dispatcher {
 
     /// Opens an availability stream for `id`, after `after`.
     fn fetch(&mut self, id: AttemptId, after: Option<Slot>) {
-        let call = self.new_call(id);
         let deadline = self.attempt_deadline(id);
+        let call = CallId(self.next_call);
         let a = self.attempt_mut(id);
         let Some(req) = a.request.as_ref() else {
             return;
@@ -472,6 +471,7 @@ impl Dispatcher {
             deadline,
         };
         a.phase = Phase::Fetching(Fetch::new(call, after));
+        self.new_call(id);
         self.outputs.push_back(out);
     }
 
@@ -544,8 +544,8 @@ impl Dispatcher {
         for c in &mut batch.candidates {
             c.tours_that_day = self.book.tours_on(&c.slot.agent, c.slot.start.utc_day());
         }
-        let call = self.new_call(id);
         let deadline = self.attempt_deadline(id);
+        let call = CallId(self.next_call);
         let a = self.attempt_mut(id);
         let Some(req) = a.request.as_ref() else {
             return;
@@ -561,6 +561,7 @@ impl Dispatcher {
             deadline,
         };
         a.phase = Phase::Checking { call, batch };
+        self.new_call(id);
         self.outputs.push_back(out);
     }
 
@@ -569,8 +570,13 @@ impl Dispatcher {
             self.stats.ignored_inputs += 1;
             return;
         };
+        if !matches!(self.attempt(id).phase, Phase::Checking { call: c, .. } if c == call) {
+            // A verdict for a stream: nonsense from the outside.
+            self.stats.ignored_inputs += 1;
+            return;
+        }
         let Phase::Checking { batch, .. } = self.set_phase(id, Phase::Queued) else {
-            unreachable!("a rules call belongs to a checking attempt")
+            return;
         };
         self.calls.remove(&call);
         let allowed = match result {
@@ -757,6 +763,8 @@ impl Dispatcher {
 
     /// Settles every pending write up to `upto`, in order.
     fn settle_writes(&mut self, upto: u64, ok: bool) {
+        // Writes emitted while settling (undos, reruns) are not covered.
+        let upto = upto.min(self.next_seq - 1);
         if ok {
             self.durable_seq = self.durable_seq.max(upto);
         }
@@ -853,28 +861,29 @@ impl Dispatcher {
             },
             Write::Undo(id),
         );
-        self.set_phase(id, Phase::Undoing { seq });
+        self.set_phase(
+            id,
+            Phase::Undoing {
+                seq,
+                booked: assignment,
+            },
+        );
     }
 
     fn undo_settled(&mut self, id: AttemptId, ok: bool) {
         let Some(a) = self.attempts.remove(&id) else {
             return;
         };
+        let Phase::Undoing { booked, .. } = a.phase else {
+            return;
+        };
         if ok {
-            self.apply_undone(a.key.map(|k| k.key), self.booked_by(&a));
+            self.apply_undone(a.key.map(|k| k.key), booked);
         } else if let Some(key) = a.key {
             // The undo never happened: the booking and its key stay.
             self.keys.detach(&key.key);
         }
         self.rerun(a);
-    }
-
-    fn booked_by(&self, a: &Attempt) -> Option<AssignmentId> {
-        let key = a.key?;
-        match self.keys.get(&key.key)?.answer {
-            Some(StoredAnswer::Assigned(id)) => Some(id),
-            _ => None,
-        }
     }
 
     fn apply_undone(&mut self, key: Option<KeyHash>, id: Option<AssignmentId>) {
@@ -1067,13 +1076,7 @@ impl Dispatcher {
             if at > now {
                 break;
             }
-            self.retention.pop_first();
-            if let Some(s) = self.assignments.remove(&id) {
-                if s.assignment.status == AssignmentStatus::Confirmed {
-                    self.book
-                        .remove(&s.assignment.agent_id, s.assignment.interval(), id);
-                }
-            }
+            self.unstore(id);
         }
     }
 
@@ -1127,6 +1130,10 @@ impl Dispatcher {
                     self.keys
                         .restore(&k, StoredAnswer::Assigned(assignment.id), self.now);
                 }
+                if assignment.status == AssignmentStatus::Confirmed {
+                    self.book
+                        .insert(&assignment.agent_id, assignment.interval(), assignment.id);
+                }
                 self.store(assignment, key);
             }
             Record::Answered { key, answer } => {
@@ -1139,17 +1146,11 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Keeps a durable assignment (its booking is in the book already when
-    /// it was made here; restored ones are added).
+    /// Keeps a durable assignment. Its booking is in the book already.
     fn store(&mut self, assignment: Assignment, key: Option<KeyEntry>) {
         let id = assignment.id;
-        if assignment.status == AssignmentStatus::Confirmed
-            && self
-                .book
-                .is_free(&assignment.agent_id, assignment.interval())
-        {
-            self.book
-                .insert(&assignment.agent_id, assignment.interval(), id);
+        if assignment.status == AssignmentStatus::Confirmed {
+            self.active += 1;
         }
         let key_expiry = key.map_or(Timestamp::ZERO, |k| {
             k.created_at.plus_ms(self.config.idempotency_ttl_ms)
@@ -1171,11 +1172,15 @@ impl Dispatcher {
         self.retention.insert((keep_until, id));
     }
 
+    /// Forgets a stored assignment and frees its time.
     fn unstore(&mut self, id: AssignmentId) {
         if let Some(s) = self.assignments.remove(&id) {
             self.retention.remove(&(s.keep_until, id));
-            self.book
-                .remove(&s.assignment.agent_id, s.assignment.interval(), id);
+            if s.assignment.status == AssignmentStatus::Confirmed {
+                self.active -= 1;
+                self.book
+                    .remove(&s.assignment.agent_id, s.assignment.interval(), id);
+            }
         }
     }
 
@@ -1183,6 +1188,7 @@ impl Dispatcher {
         if let Some(s) = self.assignments.get_mut(&id) {
             if s.assignment.status == AssignmentStatus::Confirmed {
                 s.assignment.status = AssignmentStatus::Cancelled;
+                self.active -= 1;
                 let a = &s.assignment;
                 self.book.remove(&a.agent_id, a.interval(), id);
             }
