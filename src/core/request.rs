@@ -347,10 +347,12 @@ pub fn is_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn is_zipcode(s: &str) -> bool {
+/// Exactly 5 ASCII digits.
+pub fn is_zipcode(s: &str) -> bool {
     s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn is_language(s: &str) -> bool {
+/// Two lowercase ASCII letters.
+pub fn is_language(s: &str) -> bool {
     s.len() == 2 && s.bytes().all(|b| b.is_ascii_lowercase())
 }
