@@ -9,7 +9,9 @@ use crate::core::attempt::{Attempt, Batch, Fetch, Intake, Phase, SlotRules};
 use crate::core::book::{Assignment, AssignmentStatus, Book, Slot};
 use crate::core::config::{Config, ConfigError};
 use crate::core::idempotency::{IdempotencyTable, StoredAnswer};
-use crate::core::ids::{AssignmentId, AttemptId, CallId, Fingerprint, KeyHash, Ticket};
+use crate::core::ids::{
+    AssignmentId, AttemptId, CallId, Fingerprint, KeyHash, PrehashedMap, Ticket,
+};
 use crate::core::io::{
     CancelReason, Candidate, Dependency, DependencyError, Input, Output, Response, RuleRequest,
     TimerReason,
@@ -74,10 +76,11 @@ pub struct Dispatcher {
     shards: Vec<ShardQueue>,
     keys: IdempotencyTable,
     book: Book,
-    assignments: BTreeMap<AssignmentId, Stored>,
+    assignments: PrehashedMap<AssignmentId, Stored>,
     /// (keep_until, id) of every stored assignment.
     retention: BTreeSet<(Timestamp, AssignmentId)>,
-    attempts: BTreeMap<AttemptId, Attempt>,
+    /// Boxed: an attempt is large and the map moves its values.
+    attempts: BTreeMap<AttemptId, Box<Attempt>>,
     tickets: BTreeMap<Ticket, Waiter>,
     calls: BTreeMap<CallId, AttemptId>,
     writes: BTreeMap<u64, Write>,
@@ -114,7 +117,7 @@ impl Dispatcher {
             book: Book::new(config.travel_buffer_ms()),
             config,
             now: Timestamp::ZERO,
-            assignments: BTreeMap::new(),
+            assignments: PrehashedMap::default(),
             retention: BTreeSet::new(),
             attempts: BTreeMap::new(),
             tickets: BTreeMap::new(),
@@ -198,9 +201,11 @@ impl Dispatcher {
         self.assignments.get(id).map(|s| &s.assignment)
     }
 
-    /// Every durable assignment in memory, by id.
-    pub fn assignments(&self) -> impl Iterator<Item = &Assignment> + '_ {
-        self.assignments.values().map(|s| &s.assignment)
+    /// Every durable assignment in memory, in id order.
+    pub fn assignments(&self) -> Vec<&Assignment> {
+        let mut all: Vec<&Assignment> = self.assignments.values().map(|s| &s.assignment).collect();
+        all.sort_unstable_by_key(|a| a.id);
+        all
     }
 
     /// Every booking held in the book (durable and in flight), for checks.
@@ -229,7 +234,9 @@ impl Dispatcher {
         let mut records = vec![Record::Sequence {
             next: self.next_assignment,
         }];
-        for stored in self.assignments.values() {
+        let mut stored: Vec<&Stored> = self.assignments.values().collect();
+        stored.sort_unstable_by_key(|s| s.assignment.id);
+        for stored in stored {
             let key = stored
                 .key
                 .and_then(|k| self.key_entry_for(&k, stored.assignment.id));
@@ -293,7 +300,7 @@ impl Dispatcher {
             return self.answer_new(ticket, self.overloaded(), false);
         }
         let key = key.map(|k| {
-            let fingerprint = Fingerprint::of(&self.config.secret, &body.canonical_json());
+            let fingerprint = body.fingerprint(&self.config.secret);
             (KeyHash::of(&self.config.secret, &k), fingerprint)
         });
         if let Some((key, fingerprint)) = key {
@@ -373,7 +380,7 @@ impl Dispatcher {
             rerun: Vec::new(),
             phase: Phase::Queued,
         };
-        self.attempts.insert(id, attempt);
+        self.attempts.insert(id, Box::new(attempt));
         match validated {
             Err(errors) => self.conclude(id, Remembered::Invalid(errors)),
             Ok(_) => self.enqueue(id, deadline),
@@ -712,7 +719,7 @@ impl Dispatcher {
 
     /// Starts a new attempt for the tickets that waited on `a`'s undo (or
     /// replays the key's answer to them if the undo did not happen).
-    fn rerun(&mut self, a: Attempt) {
+    fn rerun(&mut self, a: Box<Attempt>) {
         let waiting: Vec<(Ticket, Timestamp)> = a
             .rerun
             .iter()
