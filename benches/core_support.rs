@@ -1,4 +1,6 @@
 //! Shared by the core benchmarks: a zero-latency in-process world that runs
+
+#![allow(dead_code)] // each benchmark uses part of it
 //! whole request lives through the `Dispatcher`.
 
 use tour_dispatcher::core::*;
