@@ -1,7 +1,7 @@
 //! Shared by the core benchmarks: a zero-latency in-process world that runs
+//! whole request lives through the `Dispatcher`.
 
 #![allow(dead_code)] // each benchmark uses part of it
-//! whole request lives through the `Dispatcher`.
 
 use tour_dispatcher::core::*;
 
