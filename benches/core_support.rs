@@ -116,15 +116,15 @@ pub fn with_bookings(n: u64) -> Dispatcher {
     let cfg = config();
     let secret = cfg.secret;
     let records = (0..n).map(move |i| {
-        let agent = format!("held-{:06}", i % 100_000);
+        let agent = format!("agent-{:010}", i % 100_000);
         let start = T0 + DAY + (i / 100_000) * 60 * MIN;
         Record::Booked {
             assignment: Assignment {
                 id: AssignmentId::from_seq(&secret, i),
                 status: AssignmentStatus::Confirmed,
                 agent_id: agent.into(),
-                customer_id: format!("c-{i:012}").into(),
-                property_id: Some(format!("p-{i:012}").into()),
+                customer_id: format!("cust-{i:011}").into(),
+                property_id: Some(format!("prop-{i:011}").into()),
                 zipcode: "94107".into(),
                 start: Timestamp(start),
                 end: Timestamp(start + 30 * MIN),

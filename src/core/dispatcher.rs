@@ -38,7 +38,6 @@ pub enum RestoreError {
 #[derive(Debug, Clone)]
 struct Stored {
     assignment: Assignment,
-    key: Option<KeyHash>,
     keep_until: Timestamp,
 }
 
@@ -76,7 +75,9 @@ pub struct Dispatcher {
     shards: Vec<ShardQueue>,
     keys: IdempotencyTable,
     book: Book,
-    assignments: PrehashedMap<AssignmentId, Stored>,
+    /// Boxed: the map stays small while it grows (half empty after each
+    /// doubling), and the assignment does not move.
+    assignments: PrehashedMap<AssignmentId, Box<Stored>>,
     /// (keep_until, id) of every stored assignment.
     retention: BTreeSet<(Timestamp, AssignmentId)>,
     /// Boxed: an attempt is large and the map moves its values.
@@ -234,15 +235,19 @@ impl Dispatcher {
         let mut records = vec![Record::Sequence {
             next: self.next_assignment,
         }];
-        let mut stored: Vec<&Stored> = self.assignments.values().collect();
+        // Which live key remembers which assignment.
+        let mut keys_of: BTreeMap<AssignmentId, KeyEntry> = BTreeMap::new();
+        for (entry, answer) in self.keys.durable() {
+            if let StoredAnswer::Assigned(id) = answer {
+                keys_of.insert(*id, entry);
+            }
+        }
+        let mut stored: Vec<&Stored> = self.assignments.values().map(|s| &**s).collect();
         stored.sort_unstable_by_key(|s| s.assignment.id);
         for stored in stored {
-            let key = stored
-                .key
-                .and_then(|k| self.key_entry_for(&k, stored.assignment.id));
             records.push(Record::Booked {
                 assignment: stored.assignment.clone(),
-                key,
+                key: keys_of.get(&stored.assignment.id).copied(),
             });
         }
         for (entry, answer) in self.keys.durable() {
@@ -1168,11 +1173,10 @@ impl Dispatcher {
             .max(key_expiry);
         if let Some(old) = self.assignments.insert(
             id,
-            Stored {
+            Box::new(Stored {
                 assignment,
-                key: key.map(|k| k.key),
                 keep_until,
-            },
+            }),
         ) {
             self.retention.remove(&(old.keep_until, id));
         }
@@ -1199,18 +1203,6 @@ impl Dispatcher {
                 let a = &s.assignment;
                 self.book.remove(&a.agent_id, a.interval(), id);
             }
-        }
-    }
-
-    fn key_entry_for(&self, key: &KeyHash, id: AssignmentId) -> Option<KeyEntry> {
-        let e = self.keys.get(key)?;
-        match e.answer {
-            Some(StoredAnswer::Assigned(held)) if held == id => Some(KeyEntry {
-                key: *key,
-                fingerprint: e.fingerprint,
-                created_at: e.created_at,
-            }),
-            _ => None,
         }
     }
 
