@@ -125,7 +125,7 @@ impl Scenario {
     pub fn draw(c: &mut dyn Choices) -> Scenario {
         let config = draw_config(c);
         let services = draw_services(c);
-        let mut zipcodes: Vec<CompactString> = services.zipcodes().cloned().collect();
+        let mut zipcodes = services.zipcodes();
         zipcodes.push("00000".into());
         let clients = draw_clients(c);
         let safety_ms = c.between(100, 6_000);

@@ -1,19 +1,16 @@
-//! The simulated world's availability service and rules engine: a roster of
-//! agents, the slot grid they offer, and the rules, with the semantics of the
-//! embedded services in API.md (streams in (start, agent) order on a grid
-//! aligned to the UTC hour; rules deny a language the agent lacks, a full
-//! day, and a start inside the minimum lead).
+//! The simulated world's availability service and rules engine: the drawn
+//! roster and settings, served by the same pure logic as the server's
+//! embedded services (`tour_dispatcher::embedded`).
 //!
 //! Faults (latency, errors, stalls, duplicates) are not here: the world
 //! wraps these answers in them.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use tour_dispatcher::core::time::{MS_PER_DAY, MS_PER_MINUTE};
 use tour_dispatcher::core::{Candidate, RuleRequest, Slot, Timestamp, Window};
+use tour_dispatcher::embedded::{self, AvailabilityConfig, Hours, Roster, RulesConfig};
 
-/// One agent of the roster.
+/// One agent of the roster, as a scenario draws and a trace stores it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Agent {
     pub id: CompactString,
@@ -23,57 +20,65 @@ pub struct Agent {
     pub hours: (u32, u32),
 }
 
-/// The roster and the parameters of both services.
+/// The roster and the parameters of both services, answering through the
+/// same pure embedded logic the server runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Services {
     pub agents: Vec<Agent>,
     pub slot_step_min: u32,
     pub max_tours_per_day: u32,
     pub min_lead_min: u32,
-    /// Agent indexes covering each zipcode, sorted by agent id.
     #[serde(skip)]
-    by_zipcode: BTreeMap<CompactString, Vec<usize>>,
+    roster: Option<Roster>,
 }
 
 impl Services {
-    pub fn new(
-        mut agents: Vec<Agent>,
-        slot_step_min: u32,
-        max_tours_per_day: u32,
-        min_lead_min: u32,
-    ) -> Self {
-        agents.sort_by(|a, b| a.id.cmp(&b.id));
+    pub fn new(agents: Vec<Agent>, slot_step_min: u32, max_tours_per_day: u32, min_lead_min: u32) -> Self {
         let mut s = Services {
             agents,
-            slot_step_min: slot_step_min.max(1),
+            slot_step_min,
             max_tours_per_day,
             min_lead_min,
-            by_zipcode: BTreeMap::new(),
+            roster: None,
         };
         s.index();
         s
     }
 
-    /// Rebuilds the zipcode index (after deserializing).
+    /// Builds the embedded roster (after deserializing). A drawn roster is
+    /// always valid; an invalid one read from a trace serves no slots.
     pub fn index(&mut self) {
-        self.by_zipcode.clear();
-        for (i, a) in self.agents.iter().enumerate() {
-            for z in &a.zipcodes {
-                self.by_zipcode.entry(z.clone()).or_default().push(i);
-            }
-        }
+        let agents = self
+            .agents
+            .iter()
+            .map(|a| embedded::Agent {
+                id: a.id.clone(),
+                zipcodes: a.zipcodes.clone(),
+                languages: a.languages.clone(),
+                hours: Hours {
+                    start_min: a.hours.0,
+                    end_min: a.hours.1,
+                },
+            })
+            .collect();
+        self.roster = Roster::from_agents(agents).ok();
+    }
+
+    fn roster(&self) -> Option<&Roster> {
+        self.roster.as_ref()
     }
 
     /// Whether `agent` covers `zipcode`.
     pub fn covers(&self, agent: &str, zipcode: &str) -> bool {
-        self.by_zipcode
-            .get(zipcode)
-            .is_some_and(|ix| ix.iter().any(|&i| self.agents[i].id == agent))
+        self.roster()
+            .is_some_and(|r| r.agents_for(zipcode).any(|a| a.id == agent))
     }
 
-    /// Every zipcode some agent covers.
-    pub fn zipcodes(&self) -> impl Iterator<Item = &CompactString> {
-        self.by_zipcode.keys()
+    /// Every zipcode some agent covers, ascending.
+    pub fn zipcodes(&self) -> Vec<CompactString> {
+        self.roster()
+            .map(|r| r.zipcodes().map(CompactString::from).collect())
+            .unwrap_or_default()
     }
 
     /// The availability stream: every slot in (start, agent) order strictly
@@ -85,64 +90,32 @@ impl Services {
         duration_min: u32,
         after: Option<&Slot>,
     ) -> impl Iterator<Item = Slot> + 'a {
-        let step = u64::from(self.slot_step_min) * MS_PER_MINUTE;
-        let duration = u64::from(duration_min) * MS_PER_MINUTE;
-        let agents: &'a [usize] = self.by_zipcode.get(zipcode).map_or(&[], Vec::as_slice);
-        let from = after.map_or(window.start, |a| a.start.max(window.start));
-        let first = from.as_millis().div_ceil(step) * step;
-        let after = after.cloned();
-        let last = window.end.as_millis().saturating_sub(duration);
-        (first..=last)
-            .step_by(step as usize)
-            .take_while(move |_| !agents.is_empty())
-            .flat_map(move |t| {
-                agents
-                    .iter()
-                    .map(move |&i| &self.agents[i])
-                    .filter(move |a| works(a, t, duration))
-                    .map(move |a| Slot {
-                        start: Timestamp(t),
-                        agent: a.id.clone(),
-                    })
-            })
-            .filter(move |s| after.as_ref().is_none_or(|a| a < s))
+        let config = AvailabilityConfig {
+            slot_step_min: self.slot_step_min,
+        };
+        self.roster()
+            .map(|r| embedded::slots(r, &config, zipcode, window, duration_min, after))
+            .into_iter()
+            .flatten()
     }
 
     /// The rules' verdict on each candidate, evaluated at `now`.
     pub fn verdicts(&self, now: Timestamp, request: &RuleRequest, cands: &[Candidate]) -> Vec<bool> {
-        let earliest = now.plus_ms(u64::from(self.min_lead_min) * MS_PER_MINUTE);
-        cands
-            .iter()
-            .map(|c| {
-                let speaks = request.language.as_ref().is_none_or(|l| {
-                    self.agent(&c.slot.agent)
-                        .is_some_and(|a| a.languages.contains(l))
-                });
-                speaks && c.tours_that_day < self.max_tours_per_day && c.slot.start >= earliest
-            })
-            .collect()
+        let config = RulesConfig {
+            max_tours_per_day: self.max_tours_per_day,
+            min_lead_min: self.min_lead_min,
+        };
+        match self.roster() {
+            Some(r) => embedded::evaluate(r, &config, now, request, cands),
+            None => vec![false; cands.len()],
+        }
     }
-
-    fn agent(&self, id: &str) -> Option<&Agent> {
-        self.agents
-            .binary_search_by(|a| a.id.as_str().cmp(id))
-            .ok()
-            .map(|i| &self.agents[i])
-    }
-}
-
-/// Whether `[t, t + duration)` lies inside the agent's hours on its day.
-fn works(agent: &Agent, t: u64, duration: u64) -> bool {
-    let day_start = t - t % MS_PER_DAY;
-    let (from, to) = agent.hours;
-    let open = day_start + u64::from(from) * MS_PER_MINUTE;
-    let close = day_start + u64::from(to) * MS_PER_MINUTE;
-    open <= t && t + duration <= close
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tour_dispatcher::core::time::{MS_PER_DAY, MS_PER_MINUTE};
 
     fn agent(id: &str, zips: &[&str], langs: &[&str], hours: (u32, u32)) -> Agent {
         Agent {
@@ -181,7 +154,7 @@ mod tests {
             .collect();
         assert_eq!(got[0], (540, "a".into()));
         assert_eq!(got[1], (540, "b".into()));
-        assert_eq!(got.last(), Some(&(600, "a".into())), "a ends at 11:00");
+        assert_eq!(got.last(), Some(&(630, "a".into())), "a works until 11:00");
         assert_eq!(got.iter().filter(|(_, a)| a == "b").count(), 3);
         let after = Slot {
             start: at(540),
