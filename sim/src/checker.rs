@@ -520,9 +520,7 @@ impl Checker {
                     self.waiting_keys.remove(&k);
                 }
             }
-            None => {
-                self.waiting_keyless = self.waiting_keyless.saturating_add_signed(delta.into())
-            }
+            None => self.waiting_keyless = self.waiting_keyless.saturating_add_signed(delta.into()),
         }
     }
 
@@ -719,7 +717,10 @@ impl Checker {
                 if !self.waiting_params.contains_key(&params) {
                     return Err(safety(
                         Inv::NoOrphanCalls,
-                        format!("call {} fetches {params:?} for which no ticket waits", call.0),
+                        format!(
+                            "call {} fetches {params:?} for which no ticket waits",
+                            call.0
+                        ),
                     ));
                 }
                 self.calls.insert(
@@ -781,14 +782,20 @@ impl Checker {
         if request.zipcode != params.zipcode || request.duration_min != params.duration_min {
             return Err(safety(
                 Inv::AssignmentsHonourTheRequest,
-                format!("rules call {} describes another request than its stream", call.0),
+                format!(
+                    "rules call {} describes another request than its stream",
+                    call.0
+                ),
             ));
         }
         for c in candidates {
             if !streamed.contains(&c.slot) {
                 return Err(safety(
                     Inv::AssignmentsHonourTheRequest,
-                    format!("rules call {}: candidate {:?} was never streamed", call.0, c.slot),
+                    format!(
+                        "rules call {}: candidate {:?} was never streamed",
+                        call.0, c.slot
+                    ),
                 ));
             }
             let truth = self.tours_on(&c.slot.agent, c.slot.start.utc_day());
@@ -859,7 +866,10 @@ impl Checker {
         if seq != self.last_seq + 1 {
             return Err(safety(
                 Inv::DurableBeforeAcknowledged,
-                format!("journal write {seq} follows {}: writes must be numbered in order", self.last_seq),
+                format!(
+                    "journal write {seq} follows {}: writes must be numbered in order",
+                    self.last_seq
+                ),
             ));
         }
         self.last_seq = seq;
@@ -903,7 +913,11 @@ impl Checker {
     /// A booking is written: it must be one the rules just allowed, with
     /// the facts as they are now, and must not overlap another.
     fn on_booked(&mut self, a: &Assignment, key: Option<KeyEntry>) -> Checked {
-        if self.bookings.get(&a.id).is_some_and(|b| b.state != BookingState::InFlight) {
+        if self
+            .bookings
+            .get(&a.id)
+            .is_some_and(|b| b.state != BookingState::InFlight)
+        {
             return Err(safety(
                 Inv::NoDoubleReservation,
                 format!("assignment id {} is booked a second time", a.id),
@@ -915,11 +929,7 @@ impl Checker {
                 Inv::NoDoubleReservation,
                 format!(
                     "{} booked {} to {} ({}) over {other}, travel buffer {} min",
-                    a.agent_id,
-                    a.start,
-                    a.end,
-                    a.id,
-                    self.config.travel_buffer_min
+                    a.agent_id, a.start, a.end, a.id, self.config.travel_buffer_min
                 ),
             ));
         }
@@ -945,7 +955,10 @@ impl Checker {
     fn check_allowed(&self, a: &Assignment) -> Result<Params, Violation> {
         let honour = |m: String| safety(Inv::AssignmentsHonourTheRequest, m);
         let Some((call, verdicts)) = &self.verdicts else {
-            return Err(honour(format!("{} was booked without a rules verdict", a.id)));
+            return Err(honour(format!(
+                "{} was booked without a rules verdict",
+                a.id
+            )));
         };
         let Some(CallKind::Rules { params, candidates }) = self.calls.get(call) else {
             return Err(honour(format!("{} booked on an unknown rules call", a.id)));
@@ -958,7 +971,10 @@ impl Checker {
             return Err(honour(format!("{} books {slot:?}, not a candidate", a.id)));
         };
         if !verdicts[i] {
-            return Err(honour(format!("{} books {slot:?}, which the rules denied", a.id)));
+            return Err(honour(format!(
+                "{} books {slot:?}, which the rules denied",
+                a.id
+            )));
         }
         let truth = self.tours_on(&a.agent_id, a.start.utc_day());
         if candidates[i].tours_that_day != truth {
@@ -968,13 +984,21 @@ impl Checker {
             )));
         }
         let wanted = params.window;
-        let ends_right = a.end == a.start.plus_ms(u64::from(params.duration_min) * MS_PER_MINUTE);
+        let ends_right = a.end
+            == a.start
+                .plus_ms(u64::from(params.duration_min) * MS_PER_MINUTE);
         if !ends_right || !wanted.contains(&a.interval()) || a.zipcode != params.zipcode {
-            return Err(honour(format!("{} does not fit the request {params:?}", a.id)));
+            return Err(honour(format!(
+                "{} does not fit the request {params:?}",
+                a.id
+            )));
         }
         if let Some(s) = &self.services {
             if !s.covers(&a.agent_id, &a.zipcode) {
-                return Err(honour(format!("{} does not cover {}", a.agent_id, a.zipcode)));
+                return Err(honour(format!(
+                    "{} does not cover {}",
+                    a.agent_id, a.zipcode
+                )));
             }
         }
         Ok(params.clone())
@@ -1015,7 +1039,9 @@ impl Checker {
         self.answered_now += 1;
         self.count_response(response, replayed);
         match &model.kind {
-            TicketKind::Dispatch(d) => self.on_dispatch_answer(now, ticket, &model, d, response, replayed),
+            TicketKind::Dispatch(d) => {
+                self.on_dispatch_answer(now, ticket, &model, d, response, replayed)
+            }
             TicketKind::Cancel(id) => self.on_cancel_answer(ticket, *id, response),
         }
     }
@@ -1086,7 +1112,9 @@ impl Checker {
                 if !other {
                     return Err(safety(
                         Inv::Idempotency,
-                        format!("ticket {t} refused as key reuse, but no other payload used its key"),
+                        format!(
+                            "ticket {t} refused as key reuse, but no other payload used its key"
+                        ),
                     ));
                 }
                 Ok(())
@@ -1096,7 +1124,11 @@ impl Checker {
                 if now < d.deadline {
                     return Err(safety(
                         Inv::NoSuccessAfterDeadline,
-                        format!("ticket {t} got 504 at {} ms, before its deadline {} ms", now.as_millis(), d.deadline.as_millis()),
+                        format!(
+                            "ticket {t} got 504 at {} ms, before its deadline {} ms",
+                            now.as_millis(),
+                            d.deadline.as_millis()
+                        ),
                     ));
                 }
                 self.check_not_refused_reuse(model, d, response)
@@ -1105,7 +1137,9 @@ impl Checker {
                 if self.failed != Some(*dependency) {
                     return Err(safety(
                         Inv::ExactlyOneAnswer,
-                        format!("ticket {t} got 503 {dependency:?} unavailable, but nothing failed now"),
+                        format!(
+                            "ticket {t} got 503 {dependency:?} unavailable, but nothing failed now"
+                        ),
                     ));
                 }
                 self.check_not_refused_reuse(model, d, response)
@@ -1130,7 +1164,10 @@ impl Checker {
         let Some(b) = self.bookings.get(&a.id) else {
             return Err(safety(
                 Inv::DurableBeforeAcknowledged,
-                format!("ticket {t} got 201 with {}, which was never booked durably", a.id),
+                format!(
+                    "ticket {t} got 201 with {}, which was never booked durably",
+                    a.id
+                ),
             ));
         };
         let durable = matches!(b.state, BookingState::Durable | BookingState::Cancelled);
@@ -1167,7 +1204,10 @@ impl Checker {
         if b.key.map(|k| k.key) != d.key.map(|(k, _)| k) {
             return Err(safety(
                 Inv::Idempotency,
-                format!("ticket {t} got {}, booked under another idempotency key", a.id),
+                format!(
+                    "ticket {t} got {}, booked under another idempotency key",
+                    a.id
+                ),
             ));
         }
         if !b.acked {
@@ -1203,7 +1243,10 @@ impl Checker {
         if !durable {
             return Err(safety(
                 Inv::DurableBeforeAcknowledged,
-                format!("ticket {} got {answer:?} before its key remembered it durably", ticket.0),
+                format!(
+                    "ticket {} got {answer:?} before its key remembered it durably",
+                    ticket.0
+                ),
             ));
         }
         self.check_key_answer(now, model, d, Answer::Remembered(answer), replayed)
@@ -1278,14 +1321,21 @@ impl Checker {
             {
                 Err(safety(
                     Inv::Idempotency,
-                    format!("a payload different from the key's got {response:?} instead of 422 reuse"),
+                    format!(
+                        "a payload different from the key's got {response:?} instead of 422 reuse"
+                    ),
                 ))
             }
             _ => Ok(()),
         }
     }
 
-    fn on_cancel_answer(&mut self, ticket: Ticket, id: AssignmentId, response: &Response) -> Checked {
+    fn on_cancel_answer(
+        &mut self,
+        ticket: Ticket,
+        id: AssignmentId,
+        response: &Response,
+    ) -> Checked {
         let t = ticket.0;
         let b = self.bookings.get(&id);
         match response {
@@ -1398,15 +1448,31 @@ impl Checker {
             }
         };
         for (i, &d) in s.queue_depths.iter().enumerate() {
-            over(&format!("shard {i} queue"), d.into(), c.queue_capacity.into())?;
+            over(
+                &format!("shard {i} queue"),
+                d.into(),
+                c.queue_capacity.into(),
+            )?;
         }
         for (i, &w) in s.waiting.iter().enumerate() {
-            over(&format!("shard {i} waiting line"), w.into(), c.max_waiters.into())?;
+            over(
+                &format!("shard {i} waiting line"),
+                w.into(),
+                c.max_waiters.into(),
+            )?;
         }
         for (i, &r) in s.running.iter().enumerate() {
-            over(&format!("shard {i} running"), r.into(), c.shard_concurrency.into())?;
+            over(
+                &format!("shard {i} running"),
+                r.into(),
+                c.shard_concurrency.into(),
+            )?;
         }
-        over("idempotency keys", s.idempotency_keys, c.max_idempotency_keys.into())?;
+        over(
+            "idempotency keys",
+            s.idempotency_keys,
+            c.max_idempotency_keys.into(),
+        )?;
         over("attempts", s.attempts, c.max_attempts.into())?;
         let groups = self.waiting_keyless + self.waiting_keys.len() as u64;
         let outcome_writes = self
@@ -1414,15 +1480,24 @@ impl Checker {
             .values()
             .filter(|w| !matches!(w, Write::Cancelled(_)))
             .count() as u64;
-        let per_shard = u64::from(c.queue_capacity) + u64::from(c.max_waiters) + u64::from(c.shard_concurrency);
+        let per_shard =
+            u64::from(c.queue_capacity) + u64::from(c.max_waiters) + u64::from(c.shard_concurrency);
         over(
             "requests waiting for an answer (by key)",
             groups,
             u64::from(c.shards) * per_shard + outcome_writes,
         )?;
-        over("requests waiting for an answer (by key)", groups, c.max_attempts.into())?;
+        over(
+            "requests waiting for an answer (by key)",
+            groups,
+            c.max_attempts.into(),
+        )?;
         if let Some((k, &n)) = self.waiting_keys.iter().max_by_key(|(_, &n)| n) {
-            over(&format!("tickets waiting on key {k:?}"), n.into(), 1 + u64::from(c.max_joiners))?;
+            over(
+                &format!("tickets waiting on key {k:?}"),
+                n.into(),
+                1 + u64::from(c.max_joiners),
+            )?;
         }
         Ok(())
     }
@@ -1487,7 +1562,10 @@ impl Checker {
             };
             return Err(safety(
                 inv,
-                format!("the core still holds {id} ({agent} {} to {}), which the journal freed", w.start, w.end),
+                format!(
+                    "the core still holds {id} ({agent} {} to {}), which the journal freed",
+                    w.start, w.end
+                ),
             ));
         }
         if let Some(&(agent, w, id)) = model.difference(&held).next() {
@@ -1555,10 +1633,16 @@ impl Checker {
         }
         let ttl = self.config.idempotency_ttl_ms;
         for (k, m) in &self.keys {
-            if m.acked_at.is_some() && m.created_at.plus_ms(ttl) > now && !durable.keys.contains_key(k) {
+            if m.acked_at.is_some()
+                && m.created_at.plus_ms(ttl) > now
+                && !durable.keys.contains_key(k)
+            {
                 return Err(safety(
                     Inv::DurableBeforeAcknowledged,
-                    format!("the remembered answer {:?} of a key is not in the journal after the crash", m.answer),
+                    format!(
+                        "the remembered answer {:?} of a key is not in the journal after the crash",
+                        m.answer
+                    ),
                 ));
             }
         }
@@ -1627,7 +1711,10 @@ impl Checker {
             if got != Some(&b.assignment) {
                 return Err(safety(
                     Inv::DurableBeforeAcknowledged,
-                    format!("after restore, {id} is {got:?}, the journal says {:?}", b.assignment),
+                    format!(
+                        "after restore, {id} is {got:?}, the journal says {:?}",
+                        b.assignment
+                    ),
                 ));
             }
         }
@@ -1636,7 +1723,10 @@ impl Checker {
             if got != Some(&m.answer) {
                 return Err(safety(
                     Inv::DurableBeforeAcknowledged,
-                    format!("after restore, a key remembers {got:?}, the journal says {:?}", m.answer),
+                    format!(
+                        "after restore, a key remembers {got:?}, the journal says {:?}",
+                        m.answer
+                    ),
                 ));
             }
         }
@@ -1666,7 +1756,8 @@ impl DurableState {
                     }
                 }
                 Record::Answered { key, answer } => {
-                    s.keys.insert(key.key, (*key, Answer::Remembered(answer.clone())));
+                    s.keys
+                        .insert(key.key, (*key, Answer::Remembered(answer.clone())));
                 }
                 Record::Cancelled { id } => {
                     if let Some(a) = s.assignments.get_mut(id) {

@@ -132,10 +132,7 @@ impl Choices for Recorded {
         if bound <= 1 {
             return 0;
         }
-        let v = self
-            .list
-            .get(self.next)
-            .map_or(0, |&v| v.min(bound - 1));
+        let v = self.list.get(self.next).map_or(0, |&v| v.min(bound - 1));
         self.next += 1;
         self.drawn.push(v);
         v

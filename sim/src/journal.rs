@@ -210,6 +210,10 @@ mod tests {
         let mut crashed = j.clone();
         assert_eq!(crashed.crash(0), vec![rec(0), rec(1), rec(2)], "old file");
         assert!(j.finish_compaction());
-        assert_eq!(j.crash(0), vec![rec(7), rec(2)], "snapshot and the writes after it");
+        assert_eq!(
+            j.crash(0),
+            vec![rec(7), rec(2)],
+            "snapshot and the writes after it"
+        );
     }
 }

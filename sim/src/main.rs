@@ -10,12 +10,18 @@ use std::process::ExitCode;
 use tour_sim::invariant::{Kind, Violation};
 use tour_sim::replay::{render, replay};
 use tour_sim::runner::run_seeds;
-use tour_sim::shrink::{has_choices, inputs, no_checks, shrink_choices, shrink_inputs, DEFAULT_BUDGET};
+use tour_sim::shrink::{
+    has_choices, inputs, no_checks, shrink_choices, shrink_inputs, DEFAULT_BUDGET,
+};
 use tour_sim::trace::Trace;
 use tour_sim::world::run_seed;
 
 #[derive(Parser)]
-#[command(name = "tour-sim", version, about = "Deterministic simulator for tour-dispatcher")]
+#[command(
+    name = "tour-sim",
+    version,
+    about = "Deterministic simulator for tour-dispatcher"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,7 +113,9 @@ fn run_many(first: u64, count: u64, jobs: usize) -> Result<u8, String> {
 fn write_trace(seed: u64, path: &str) -> Result<Option<Violation>, String> {
     let r = run_seed(seed, true);
     let trace = r.trace.ok_or("the run kept no trace")?;
-    trace.save(path).map_err(|e| format!("cannot write {path}: {e}"))?;
+    trace
+        .save(path)
+        .map_err(|e| format!("cannot write {path}: {e}"))?;
     Ok(r.violation)
 }
 
@@ -128,7 +136,9 @@ fn run_one(seed: u64, trace_out: Option<&str>) -> Result<u8, String> {
         (None, None) => None,
     };
     if let Some(p) = path {
-        trace.save(p).map_err(|e| format!("cannot write {p}: {e}"))?;
+        trace
+            .save(p)
+            .map_err(|e| format!("cannot write {p}: {e}"))?;
         println!("trace: {p}");
     }
     if let Some(v) = &r.violation {
@@ -141,7 +151,11 @@ fn print_failure(trace: &Trace, v: &Violation, full: bool) {
     let replayed = replay(trace, true, no_checks());
     let text = render(trace, &replayed.outputs);
     let lines: Vec<&str> = text.lines().collect();
-    let from = if full { 0 } else { lines.len().saturating_sub(40) };
+    let from = if full {
+        0
+    } else {
+        lines.len().saturating_sub(40)
+    };
     if from > 0 {
         println!("… {from} earlier lines (tour-sim replay FILE --full prints all)");
     }
@@ -184,7 +198,11 @@ fn shrink_file(file: &str, out: &str, budget: usize) -> Result<u8, String> {
         Some(v) => v,
         None => return Err(format!("{file} does not fail: nothing to shrink")),
     };
-    println!("shrinking {file}: {} inputs, fails {}", inputs(&trace), target.invariant);
+    println!(
+        "shrinking {file}: {} inputs, fails {}",
+        inputs(&trace),
+        target.invariant
+    );
     let shrunk = if has_choices(&trace) {
         let list = trace.choices.clone().unwrap_or_default();
         let r = shrink_choices(list, &target, &no_checks, budget);
@@ -192,8 +210,13 @@ fn shrink_file(file: &str, out: &str, budget: usize) -> Result<u8, String> {
     } else {
         shrink_inputs(&trace, &target, &no_checks, budget)
     };
-    shrunk.save(out).map_err(|e| format!("cannot write {out}: {e}"))?;
-    println!("minimal trace: {} inputs, written to {out}\n", inputs(&shrunk));
+    shrunk
+        .save(out)
+        .map_err(|e| format!("cannot write {out}: {e}"))?;
+    println!(
+        "minimal trace: {} inputs, written to {out}\n",
+        inputs(&shrunk)
+    );
     let r = replay(&shrunk, true, no_checks());
     print!("{}", render(&shrunk, &r.outputs));
     if let Some(v) = &r.violation {

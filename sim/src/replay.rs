@@ -48,12 +48,9 @@ fn run(
         services.index();
         services
     });
-    let start = trace
-        .events
-        .first()
-        .map_or(Timestamp::ZERO, |e| match e {
-            Event::Input { now, .. } | Event::Restart { now, .. } | Event::Quiet { now } => *now,
-        });
+    let start = trace.events.first().map_or(Timestamp::ZERO, |e| match e {
+        Event::Input { now, .. } | Event::Restart { now, .. } | Event::Quiet { now } => *now,
+    });
     let start = trace.scenario.as_ref().map_or(start, |s| s.start);
     let mut checker = Checker::new(trace.config.clone(), services);
     for c in checks {
@@ -93,9 +90,17 @@ fn run(
     Ok(())
 }
 
-fn restore(trace: &Trace, now: Timestamp, records: Vec<tour_dispatcher::core::Record>) -> Result<Dispatcher, Violation> {
-    Dispatcher::restore(trace.config.clone(), now, records)
-        .map_err(|e| safety(Invariant::NoDoubleReservation, format!("restore refused: {e}")))
+fn restore(
+    trace: &Trace,
+    now: Timestamp,
+    records: Vec<tour_dispatcher::core::Record>,
+) -> Result<Dispatcher, Violation> {
+    Dispatcher::restore(trace.config.clone(), now, records).map_err(|e| {
+        safety(
+            Invariant::NoDoubleReservation,
+            format!("restore refused: {e}"),
+        )
+    })
 }
 
 fn crash(panic: &(dyn std::any::Any + Send)) -> Violation {
@@ -133,7 +138,12 @@ pub fn render(trace: &Trace, outputs: &[Vec<Output>]) -> String {
                 let _ = writeln!(text, "{} #{i:<5} → {}", t(now), input_line(input, origin));
             }
             Event::Restart { now, records } => {
-                let _ = writeln!(text, "{} #{i:<5} ✗ crash; restart from {} records", t(now), records.len());
+                let _ = writeln!(
+                    text,
+                    "{} #{i:<5} ✗ crash; restart from {} records",
+                    t(now),
+                    records.len()
+                );
             }
             Event::Quiet { now } => {
                 let _ = writeln!(text, "{} #{i:<5} · quiet: liveness checked", t(now));
@@ -211,7 +221,9 @@ fn output_line(o: &Output) -> String {
             call.0,
             window.start,
             window.end,
-            after.as_ref().map_or("-".into(), |s| format!("{} {}", s.agent, s.start))
+            after
+                .as_ref()
+                .map_or("-".into(), |s| format!("{} {}", s.agent, s.start))
         ),
         Output::CheckRules {
             call, candidates, ..
@@ -220,7 +232,10 @@ fn output_line(o: &Output) -> String {
             call.0,
             candidates
                 .iter()
-                .map(|c| format!("{} {} ({} that day)", c.slot.agent, c.slot.start, c.tours_that_day))
+                .map(|c| format!(
+                    "{} {} ({} that day)",
+                    c.slot.agent, c.slot.start, c.tours_that_day
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -234,7 +249,10 @@ fn output_line(o: &Output) -> String {
             let r = if *replayed { " (replayed)" } else { "" };
             let what = match response {
                 Response::Assigned(a) | Response::Cancelled(a) => {
-                    format!("{} {} {} {}..{}", a.id, a.agent_id, a.zipcode, a.start, a.end)
+                    format!(
+                        "{} {} {} {}..{}",
+                        a.id, a.agent_id, a.zipcode, a.start, a.end
+                    )
                 }
                 other => format!("{other:?}"),
             };

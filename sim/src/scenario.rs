@@ -75,7 +75,7 @@ pub struct ClientMix {
 pub struct Faults {
     pub avail_latency_ms: u64,
     pub avail_interval_ms: u64,
-    /// Slots per streamed batch (`0`: the whole rest at once).
+    /// Most slots per streamed batch (besides the whole rest at once).
     pub chunk_max: u64,
     pub spike_pm: u32,
     pub spike_ms: u64,
@@ -262,7 +262,11 @@ fn draw_clients(c: &mut dyn Choices) -> ClientMix {
 }
 
 fn draw_faults(c: &mut dyn Choices, safety_ms: u64) -> Faults {
-    let crash_count = if c.chance(350_000) { c.between(1, 3) } else { 0 };
+    let crash_count = if c.chance(350_000) {
+        c.between(1, 3)
+    } else {
+        0
+    };
     let mut crashes: Vec<u64> = (0..crash_count).map(|_| c.below(safety_ms)).collect();
     crashes.sort_unstable();
     Faults {

@@ -33,7 +33,12 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(agents: Vec<Agent>, slot_step_min: u32, max_tours_per_day: u32, min_lead_min: u32) -> Self {
+    pub fn new(
+        agents: Vec<Agent>,
+        slot_step_min: u32,
+        max_tours_per_day: u32,
+        min_lead_min: u32,
+    ) -> Self {
         let mut s = Services {
             agents,
             slot_step_min,
@@ -100,7 +105,12 @@ impl Services {
     }
 
     /// The rules' verdict on each candidate, evaluated at `now`.
-    pub fn verdicts(&self, now: Timestamp, request: &RuleRequest, cands: &[Candidate]) -> Vec<bool> {
+    pub fn verdicts(
+        &self,
+        now: Timestamp,
+        request: &RuleRequest,
+        cands: &[Candidate],
+    ) -> Vec<bool> {
         let config = RulesConfig {
             max_tours_per_day: self.max_tours_per_day,
             min_lead_min: self.min_lead_min,

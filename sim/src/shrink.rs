@@ -36,7 +36,12 @@ pub fn simulate(list: Vec<u64>, checks: Checks<'_>) -> RunResult {
 }
 
 /// The smallest failing run found from `list`, which fails with `target`.
-pub fn shrink_choices(list: Vec<u64>, target: &Violation, checks: Checks<'_>, budget: usize) -> RunResult {
+pub fn shrink_choices(
+    list: Vec<u64>,
+    target: &Violation,
+    checks: Checks<'_>,
+    budget: usize,
+) -> RunResult {
     let runs = std::cell::Cell::new(0usize);
     let mut fails = |candidate: &[u64]| -> Option<RunResult> {
         runs.set(runs.get() + 1);
@@ -132,7 +137,12 @@ fn lower_values(
 
 /// The smallest sub-trace of a production trace (by deleting inputs) that
 /// still fails with `target`.
-pub fn shrink_inputs(trace: &Trace, target: &Violation, checks: Checks<'_>, budget: usize) -> Trace {
+pub fn shrink_inputs(
+    trace: &Trace,
+    target: &Violation,
+    checks: Checks<'_>,
+    budget: usize,
+) -> Trace {
     let mut runs = 0usize;
     let mut best = trace.clone();
     best.outputs_hash = None;

@@ -53,7 +53,10 @@ pub enum Event {
     /// `handle(now, input)`.
     Input { now: Timestamp, input: Input },
     /// The process crashed; a fresh one restored from `records`.
-    Restart { now: Timestamp, records: Vec<Record> },
+    Restart {
+        now: Timestamp,
+        records: Vec<Record>,
+    },
     /// The world was quiet at the end of the liveness phase: everything
     /// must be answered and settled.
     Quiet { now: Timestamp },
@@ -139,6 +142,10 @@ impl Trace {
                 path: path.into(),
                 found: trace.format,
             });
+        }
+        let mut trace = trace;
+        if let Some(s) = &mut trace.scenario {
+            s.services.index();
         }
         Ok(trace)
     }
@@ -285,9 +292,18 @@ mod tests {
     fn refuses_other_formats_and_garbage() {
         let config = serde_json::to_string(&Config::default()).unwrap_or_default();
         let future = format!("{{\"format\":99,\"config\":{config}}}\n");
-        assert!(matches!(Trace::parse("x", &future), Err(TraceError::Format { found: 99, .. })));
-        assert!(matches!(Trace::parse("x", "nonsense"), Err(TraceError::Parse { .. })));
-        assert!(matches!(Trace::parse("x", ""), Err(TraceError::Parse { .. } | TraceError::Empty { .. })));
+        assert!(matches!(
+            Trace::parse("x", &future),
+            Err(TraceError::Format { found: 99, .. })
+        ));
+        assert!(matches!(
+            Trace::parse("x", "nonsense"),
+            Err(TraceError::Parse { .. })
+        ));
+        assert!(matches!(
+            Trace::parse("x", ""),
+            Err(TraceError::Parse { .. } | TraceError::Empty { .. })
+        ));
     }
 
     #[test]

@@ -35,6 +35,8 @@ const MAX_CHUNK: usize = 256;
 /// A test-only filter on the core's output stream, to build faulty variants
 /// of the core without planting bugs in it (see the seed suite's tests).
 pub trait Tap {
+    /// Sees each input before the core does.
+    fn input(&mut self, _now: Timestamp, _input: &Input) {}
     /// Passes `out` on (or not, or changed) by pushing onto `emit`.
     fn output(&mut self, now: Timestamp, out: Output, emit: &mut Vec<Output>);
     /// Time passed: emit what was held back and is now due.
@@ -86,10 +88,27 @@ impl RunStats {
     pub fn add(&mut self, o: &RunStats) {
         macro_rules! sum { ($($f:ident),*) => { $(self.$f += o.$f;)* } }
         sum!(
-            inputs, requests, cancels, simulated_ms, latency_spikes, stream_errors, stream_stalls,
-            duplicates, late_deliveries, rules_errors, rules_timeouts, rules_stalls,
-            rules_malformed, journal_failures, journal_spikes, crashes, compactions, give_ups,
-            retries, altered, invalid_bodies
+            inputs,
+            requests,
+            cancels,
+            simulated_ms,
+            latency_spikes,
+            stream_errors,
+            stream_stalls,
+            duplicates,
+            late_deliveries,
+            rules_errors,
+            rules_timeouts,
+            rules_stalls,
+            rules_malformed,
+            journal_failures,
+            journal_spikes,
+            crashes,
+            compactions,
+            give_ups,
+            retries,
+            altered,
+            invalid_bodies
         );
     }
 
@@ -130,15 +149,35 @@ pub struct RunResult {
 #[derive(Clone, Debug)]
 enum Event {
     Arrival,
-    Send { client: usize },
-    GiveUp { ticket: Ticket },
-    Cancel { client: usize },
+    Send {
+        client: usize,
+    },
+    GiveUp {
+        ticket: Ticket,
+    },
+    Cancel {
+        client: usize,
+    },
     StrayCancel,
-    Stream { epoch: u32, call: CallId },
-    Deliver { epoch: u32, call: CallId, input: Input },
-    JournalSync { epoch: u32 },
-    JournalAck { epoch: u32, input: Input },
-    CompactionDone { epoch: u32 },
+    Stream {
+        epoch: u32,
+        call: CallId,
+    },
+    Deliver {
+        epoch: u32,
+        call: CallId,
+        input: Input,
+    },
+    JournalSync {
+        epoch: u32,
+    },
+    JournalAck {
+        epoch: u32,
+        input: Input,
+    },
+    CompactionDone {
+        epoch: u32,
+    },
     Crash,
     Restart,
     Heal,
@@ -307,7 +346,10 @@ impl<'c, T: Tap> World<'c, T> {
 
     fn run_phases(&mut self) -> Result<(), Violation> {
         let Some(core) = &self.core else {
-            return Err(safety(Invariant::Bounded, "the drawn configuration is invalid"));
+            return Err(safety(
+                Invariant::Bounded,
+                "the drawn configuration is invalid",
+            ));
         };
         self.checker.start(self.now, &[], core)?;
         self.schedule(self.now, Event::Arrival);
@@ -318,14 +360,21 @@ impl<'c, T: Tap> World<'c, T> {
         loop {
             self.steps += 1;
             if self.steps > MAX_STEPS {
-                return Err(liveness(Invariant::ExactlyOneAnswer, "the run does not end"));
+                return Err(liveness(
+                    Invariant::ExactlyOneAnswer,
+                    "the run does not end",
+                ));
             }
             if let Some(healed) = self.healed_at {
                 if self.now.since(healed) > LIVENESS_BUDGET_MS {
                     return Err(self.not_quiet());
                 }
             }
-            let timer = self.core.as_ref().and_then(|c| c.poll_timeout()).map(|(t, _)| t);
+            let timer = self
+                .core
+                .as_ref()
+                .and_then(|c| c.poll_timeout())
+                .map(|(t, _)| t);
             let timer = match (timer, self.tap.next_due()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -399,6 +448,7 @@ impl<'c, T: Tap> World<'c, T> {
         }
         let journal_failed = matches!(input, Input::PersistFailed { .. });
         self.checker.before(now, &input)?;
+        self.tap.input(now, &input);
         let handled = catch_unwind(AssertUnwindSafe(|| {
             core.handle(now, input);
             let mut outputs = std::mem::take(&mut self.outputs);
@@ -535,9 +585,10 @@ impl<'c, T: Tap> World<'c, T> {
                 self.after(at, Event::Deliver { epoch, call, input });
             }
         }
-        let size = match self.faults.chunk_max {
+        // A `0` choice sends the whole rest at once: the fewest inputs.
+        let size = match self.choices.below(self.faults.chunk_max + 1) {
             0 => MAX_CHUNK,
-            n => self.choices.between(1, n) as usize,
+            n => n as usize,
         };
         let p = &stream.params;
         let chunk: Vec<Slot> = self
@@ -604,18 +655,24 @@ impl<'c, T: Tap> World<'c, T> {
             self.stats.rules_malformed += 1;
             Ok(vec![true; candidates.len() + 1])
         } else {
-            Ok(self.scenario.services.verdicts(self.now, request, candidates))
+            Ok(self
+                .scenario
+                .services
+                .verdicts(self.now, request, candidates))
         };
         let epoch = self.epoch;
         let input = Input::RuleVerdicts { call, result };
         if self.choices.chance(f.duplicate_pm) {
             self.stats.duplicates += 1;
             let again = delay + self.choices.between(0, 5);
-            self.after(again, Event::Deliver {
-                epoch,
-                call,
-                input: input.clone(),
-            });
+            self.after(
+                again,
+                Event::Deliver {
+                    epoch,
+                    call,
+                    input: input.clone(),
+                },
+            );
         }
         self.after(delay, Event::Deliver { epoch, call, input });
     }
@@ -684,7 +741,10 @@ impl<'c, T: Tap> World<'c, T> {
         let Some(core) = &self.core else {
             return;
         };
-        if self.journal.begin_compaction(core.snapshot(), core.durable_seq()) {
+        if self
+            .journal
+            .begin_compaction(core.snapshot(), core.durable_seq())
+        {
             let epoch = self.epoch;
             let d = self.choices.between(1, 50);
             self.after(d, Event::CompactionDone { epoch });
@@ -701,7 +761,9 @@ impl<'c, T: Tap> World<'c, T> {
         if self.journal.is_compacting() {
             self.checker.coverage.hit(Mark::CrashMidCompaction);
         }
-        let torn = self.choices.below(self.journal.syncing_len().unwrap_or(0) as u64 + 1);
+        let torn = self
+            .choices
+            .below(self.journal.syncing_len().unwrap_or(0) as u64 + 1);
         self.journal.crash(torn as usize);
         self.core = None;
         self.epoch += 1;
@@ -764,10 +826,7 @@ impl<'c, T: Tap> World<'c, T> {
         let mix = self.scenario.clients.clone();
         let n = self.clients.len();
         let body = self.request_body(n);
-        let key = self
-            .choices
-            .chance(mix.key_pm)
-            .then(|| format!("key-{n}"));
+        let key = self.choices.chance(mix.key_pm).then(|| format!("key-{n}"));
         let timeout_ms = if self.choices.chance(mix.tight_pm) {
             self.choices.between(5, 300)
         } else {
