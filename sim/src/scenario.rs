@@ -128,7 +128,7 @@ impl Scenario {
         let mut zipcodes = services.zipcodes();
         zipcodes.push("00000".into());
         let clients = draw_clients(c);
-        let safety_ms = c.between(100, 6_000);
+        let safety_ms = c.between(100, 10_000);
         let faults = draw_faults(c, safety_ms);
         let start = EPOCH.plus_ms(c.below(24) * MS_PER_HOUR);
         Scenario {
@@ -240,7 +240,7 @@ fn draw_services(c: &mut dyn Choices) -> Services {
 
 fn draw_clients(c: &mut dyn Choices) -> ClientMix {
     ClientMix {
-        arrivals: c.below(400),
+        arrivals: c.below(1_000),
         mean_gap_ms: c.between(2, 40),
         burst_pm: rate(c, 100_000),
         burst_max: c.between(2, 64),
@@ -290,7 +290,7 @@ fn draw_faults(c: &mut dyn Choices, safety_ms: u64) -> Faults {
         crashes,
         restart_ms: c.between(1, 500),
         compact_every: if c.chance(500_000) {
-            c.between(4, 200)
+            c.between(4, 100)
         } else {
             0
         },

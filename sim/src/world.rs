@@ -746,7 +746,7 @@ impl<'c, T: Tap> World<'c, T> {
             .begin_compaction(core.snapshot(), core.durable_seq())
         {
             let epoch = self.epoch;
-            let d = self.choices.between(1, 50);
+            let d = self.choices.between(1, 300);
             self.after(d, Event::CompactionDone { epoch });
         }
     }
