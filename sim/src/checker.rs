@@ -192,6 +192,7 @@ pub struct Checker {
     failed: Option<Dependency>,
     verdicts: Option<(CallId, Vec<bool>)>,
     answered_now: u32,
+    gone_now: Option<Ticket>,
     step: u64,
     last_stats: tour_dispatcher::core::Stats,
     extra: Vec<Box<dyn Check>>,
@@ -228,6 +229,7 @@ impl Checker {
             failed: None,
             verdicts: None,
             answered_now: 0,
+            gone_now: None,
             step: 0,
             last_stats: Default::default(),
             extra: Vec::new(),
@@ -279,6 +281,7 @@ impl Checker {
         self.failed = None;
         self.verdicts = None;
         self.answered_now = 0;
+        self.gone_now = None;
         match input {
             Input::Submit {
                 ticket,
@@ -286,7 +289,9 @@ impl Checker {
                 idempotency_key,
                 deadline,
             } => self.on_submit(now, *ticket, body, idempotency_key.as_deref(), *deadline),
-            Input::ClientGone { ticket } => self.on_gone(*ticket),
+            // The core fires due timers before it takes the input, so what
+            // comes out of this step may still serve the ticket.
+            Input::ClientGone { ticket } => self.gone_now = Some(*ticket),
             Input::SlotsStreamed {
                 call,
                 first_index,
@@ -323,6 +328,9 @@ impl Checker {
         }
         if let Some(call) = self.terminal.take() {
             self.calls.remove(&call);
+        }
+        if let Some(ticket) = self.gone_now.take() {
+            self.on_gone(ticket);
         }
         self.check_bounds(core)?;
         self.check_deadlines(now)?;

@@ -75,7 +75,12 @@ fn run(
                 for o in &outputs {
                     hash.add(*now, o);
                 }
-                checker.after(*now, &outputs, &core)?;
+                let judged = checker.after(*now, &outputs, &core);
+                if let (Err(_), Some(k)) = (&judged, kept.as_deref_mut()) {
+                    // Keep the failing step's outputs for the rendering.
+                    k.push(std::mem::take(&mut outputs));
+                }
+                judged?;
             }
             Event::Restart { now, records } => {
                 core = restore(trace, *now, records.clone())?;
