@@ -70,6 +70,8 @@ fn parse_ms(text: &str, round_up: bool) -> Option<u64> {
 #[derive(Clone, Debug)]
 struct DispatchTicket {
     deadline: Timestamp,
+    /// It arrived while the core was draining: only a refusal may answer it.
+    draining: bool,
     key: Option<(KeyHash, Fingerprint)>,
     params: Option<Params>,
     customer_id: Option<String>,
@@ -306,7 +308,10 @@ impl Checker {
             Input::Persisted { upto } => self.on_persisted(*upto)?,
             Input::PersistFailed { from } => self.on_persist_failed(*from),
             Input::CancelAssignment { ticket, id } => self.on_cancel_request(now, *ticket, *id),
-            Input::Drain { .. } => self.draining = true,
+            Input::Drain { .. } => {
+                self.draining = true;
+                self.coverage.hit(Mark::Drain);
+            }
             Input::Tick => {}
         }
         Ok(())
@@ -453,6 +458,7 @@ impl Checker {
         }
         let d = DispatchTicket {
             deadline,
+            draining: self.draining,
             key,
             params: Params::of(body),
             customer_id: body.customer_id.clone(),
@@ -1083,6 +1089,12 @@ impl Checker {
         replayed: bool,
     ) -> Checked {
         let t = ticket.0;
+        if d.draining && !matches!(response, Response::Overloaded { .. }) && now < d.deadline {
+            return Err(safety(
+                Inv::ExactlyOneAnswer,
+                format!("ticket {t} arrived while draining but got {response:?}, not 503"),
+            ));
+        }
         if replayed && d.key.is_none() {
             return Err(safety(
                 Inv::Idempotency,

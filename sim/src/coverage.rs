@@ -54,6 +54,7 @@ marks! {
     CancelJournalFailed => "cancel refused by the journal",
     DependencyUnavailable => "503 dependency unavailable",
     DeadlineExceeded => "504 deadline exceeded",
+    Drain => "drain (shutdown)",
 }
 
 /// How often each mark was hit.

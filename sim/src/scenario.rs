@@ -68,6 +68,8 @@ pub struct ClientMix {
     pub language_pm: u32,
     /// Normal deadline (ms).
     pub timeout_ms: u64,
+    /// Shut down (drain) once the faults heal.
+    pub drain_pm: u32,
 }
 
 /// Fault rates (per million) and latencies (ms).
@@ -258,6 +260,7 @@ fn draw_clients(c: &mut dyn Choices) -> ClientMix {
         tight_pm: rate(c, 500_000),
         language_pm: rate(c, 500_000),
         timeout_ms: small_or_large(c, (2_000, 2_000), (100, 10_000)),
+        drain_pm: rate(c, 1_000_000),
     }
 }
 

@@ -181,6 +181,7 @@ enum Event {
     Crash,
     Restart,
     Heal,
+    Drain,
 }
 
 struct Scheduled {
@@ -1073,7 +1074,15 @@ impl<'c, T: Tap> World<'c, T> {
             Event::Heal => {
                 self.faults = self.faults.healed();
                 self.healed_at = Some(self.now);
+                if self.choices.chance(self.scenario.clients.drain_pm) {
+                    let at = self.choices.below(2_000);
+                    self.after(at, Event::Drain);
+                }
                 Ok(())
+            }
+            Event::Drain => {
+                let deadline = self.now.plus_ms(self.choices.below(3_000));
+                self.feed(Input::Drain { deadline })
             }
         }
     }

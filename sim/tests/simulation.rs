@@ -107,7 +107,9 @@ fn a_trace_replays_to_the_same_outputs_through_a_file() {
     // A replay notices a trace whose outputs no longer match it.
     let mut cut = loaded.clone();
     cut.events.truncate(cut.events.len() / 2);
-    let v = replay(&cut, false, Vec::new()).violation.expect("a mismatch");
+    let v = replay(&cut, false, Vec::new())
+        .violation
+        .expect("a mismatch");
     assert_eq!(v.invariant, "10 determinism");
 }
 
