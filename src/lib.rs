@@ -6,3 +6,4 @@
 //! - [`server`]: the hyper/tokio adapter that executes the core's outputs.
 
 pub mod core;
+pub mod journal;
