@@ -38,6 +38,8 @@ pub enum JournalError {
     Locked { dir: String },
     #[error("the data directory {dir} cannot be used: {reason}")]
     DataDir { dir: String, reason: String },
+    #[error("the journal writer thread could not be started: {0}")]
+    Writer(String),
 }
 
 impl JournalError {

@@ -104,7 +104,7 @@ fn records(seqs: std::ops::RangeInclusive<u64>) -> Vec<Record> {
 }
 
 /// Offsets of the record frames of a file (marks skipped).
-fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+pub(crate) fn record_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
     let mut at = HEADER_LEN;
     while let Ok((entry, next)) = frame::read_frame(bytes, at) {
