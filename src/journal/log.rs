@@ -190,6 +190,16 @@ impl<S: Storage> Journal<S> {
             .read(&name)
             .map_err(JournalError::storage("read", &name))?;
         let scan = recovery::scan(&name, &bytes, self.config.salvage)?;
+        if scan.header.generation != generation {
+            return Err(JournalError::Corrupt {
+                file: name,
+                offset: 0,
+                reason: format!(
+                    "its header says generation {}: it was copied or renamed by hand",
+                    scan.header.generation
+                ),
+            });
+        }
         let torn_bytes = bytes.len() as u64 - scan.valid_len;
         if torn_bytes > 0 {
             self.storage

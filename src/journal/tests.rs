@@ -433,6 +433,19 @@ fn salvage_skips_damage_and_starts_a_clean_file() {
 }
 
 #[test]
+fn a_file_under_another_generation_s_name_is_refused() {
+    let mut journal = open(MemStorage::new()).journal;
+    commit(&mut journal, 1..=2);
+    let mut storage = journal.into_storage();
+    storage.rename(&log_name(1), &log_name(5)).unwrap();
+    let err = Journal::open(storage, config()).err().unwrap();
+    assert!(
+        matches!(&err, JournalError::Corrupt { file, offset: 0, .. } if *file == log_name(5)),
+        "{err}"
+    );
+}
+
+#[test]
 fn leftovers_of_a_compaction_are_removed() {
     let mut journal = open(MemStorage::new()).journal;
     commit(&mut journal, 1..=2);
