@@ -9,8 +9,8 @@
 
 use std::time::Instant;
 use tour_dispatcher::core::{
-    Assignment, AssignmentId, AssignmentStatus, Config, Dispatcher, Fingerprint, KeyEntry,
-    KeyHash, Record, Timestamp,
+    Assignment, AssignmentId, AssignmentStatus, Config, Dispatcher, Fingerprint, KeyEntry, KeyHash,
+    Record, Timestamp,
 };
 use tour_dispatcher::journal::{Journal, JournalConfig};
 use tour_dispatcher::server::journal_file::FileStorage;
@@ -87,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let restored = started.elapsed();
     println!(
         "core restore: {} assignments in {restored:.2?}",
-        core.assignments().count()
+        core.assignments().len()
     );
     println!("recovery total: {:.2?}", read + restored);
     Ok(())

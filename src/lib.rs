@@ -6,5 +6,6 @@
 //! - [`server`]: the hyper/tokio adapter that executes the core's outputs.
 
 pub mod core;
+pub mod embedded;
 pub mod journal;
 pub mod server;

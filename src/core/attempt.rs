@@ -4,7 +4,7 @@
 //! the booking to become durable.
 
 use crate::core::book::{Book, Slot};
-use crate::core::ids::{AttemptId, CallId, Ticket};
+use crate::core::ids::{AssignmentId, AttemptId, CallId, Ticket};
 use crate::core::io::Candidate;
 use crate::core::record::{KeyEntry, Record};
 use crate::core::request::{DispatchRequest, RawRequest};
@@ -49,9 +49,11 @@ pub enum Phase {
         seq: u64,
         record: Record,
     },
-    /// Every ticket left while writing; the undo is being made durable.
+    /// Every ticket left while writing; the undo of `booked` (and of the
+    /// key) is being made durable.
     Undoing {
         seq: u64,
+        booked: Option<AssignmentId>,
     },
 }
 

@@ -9,7 +9,9 @@ use crate::core::attempt::{Attempt, Batch, Fetch, Intake, Phase, SlotRules};
 use crate::core::book::{Assignment, AssignmentStatus, Book, Slot};
 use crate::core::config::{Config, ConfigError};
 use crate::core::idempotency::{IdempotencyTable, StoredAnswer};
-use crate::core::ids::{AssignmentId, AttemptId, CallId, Fingerprint, KeyHash, Ticket};
+use crate::core::ids::{
+    AssignmentId, AttemptId, CallId, Fingerprint, KeyHash, PrehashedMap, Ticket,
+};
 use crate::core::io::{
     CancelReason, Candidate, Dependency, DependencyError, Input, Output, Response, RuleRequest,
     TimerReason,
@@ -36,7 +38,6 @@ pub enum RestoreError {
 #[derive(Debug, Clone)]
 struct Stored {
     assignment: Assignment,
-    key: Option<KeyHash>,
     keep_until: Timestamp,
 }
 
@@ -74,10 +75,13 @@ pub struct Dispatcher {
     shards: Vec<ShardQueue>,
     keys: IdempotencyTable,
     book: Book,
-    assignments: BTreeMap<AssignmentId, Stored>,
+    /// Boxed: the map stays small while it grows (half empty after each
+    /// doubling), and the assignment does not move.
+    assignments: PrehashedMap<AssignmentId, Box<Stored>>,
     /// (keep_until, id) of every stored assignment.
     retention: BTreeSet<(Timestamp, AssignmentId)>,
-    attempts: BTreeMap<AttemptId, Attempt>,
+    /// Boxed: an attempt is large and the map moves its values.
+    attempts: BTreeMap<AttemptId, Box<Attempt>>,
     tickets: BTreeMap<Ticket, Waiter>,
     calls: BTreeMap<CallId, AttemptId>,
     writes: BTreeMap<u64, Write>,
@@ -89,6 +93,8 @@ pub struct Dispatcher {
     next_seq: u64,
     next_assignment: u64,
     durable_seq: u64,
+    /// Confirmed durable assignments held in memory.
+    active: u64,
     draining: bool,
     stats: Stats,
 }
@@ -112,7 +118,7 @@ impl Dispatcher {
             book: Book::new(config.travel_buffer_ms()),
             config,
             now: Timestamp::ZERO,
-            assignments: BTreeMap::new(),
+            assignments: PrehashedMap::default(),
             retention: BTreeSet::new(),
             attempts: BTreeMap::new(),
             tickets: BTreeMap::new(),
@@ -126,6 +132,7 @@ impl Dispatcher {
             next_seq: 1,
             next_assignment: 0,
             durable_seq: 0,
+            active: 0,
             draining: false,
             stats: Stats::default(),
         })
@@ -195,9 +202,11 @@ impl Dispatcher {
         self.assignments.get(id).map(|s| &s.assignment)
     }
 
-    /// Every durable assignment in memory, by id.
-    pub fn assignments(&self) -> impl Iterator<Item = &Assignment> + '_ {
-        self.assignments.values().map(|s| &s.assignment)
+    /// Every durable assignment in memory, in id order.
+    pub fn assignments(&self) -> Vec<&Assignment> {
+        let mut all: Vec<&Assignment> = self.assignments.values().map(|s| &s.assignment).collect();
+        all.sort_unstable_by_key(|a| a.id);
+        all
     }
 
     /// Every booking held in the book (durable and in flight), for checks.
@@ -226,13 +235,19 @@ impl Dispatcher {
         let mut records = vec![Record::Sequence {
             next: self.next_assignment,
         }];
-        for stored in self.assignments.values() {
-            let key = stored
-                .key
-                .and_then(|k| self.key_entry_for(&k, stored.assignment.id));
+        // Which live key remembers which assignment.
+        let mut keys_of: BTreeMap<AssignmentId, KeyEntry> = BTreeMap::new();
+        for (entry, answer) in self.keys.durable() {
+            if let StoredAnswer::Assigned(id) = answer {
+                keys_of.insert(*id, entry);
+            }
+        }
+        let mut stored: Vec<&Stored> = self.assignments.values().map(|s| &**s).collect();
+        stored.sort_unstable_by_key(|s| s.assignment.id);
+        for stored in stored {
             records.push(Record::Booked {
                 assignment: stored.assignment.clone(),
-                key,
+                key: keys_of.get(&stored.assignment.id).copied(),
             });
         }
         for (entry, answer) in self.keys.durable() {
@@ -251,11 +266,7 @@ impl Dispatcher {
         s.queue_depths = self.shards.iter().map(ShardQueue::depth).collect();
         s.waiting = self.shards.iter().map(ShardQueue::waiting).collect();
         s.running = self.shards.iter().map(ShardQueue::running).collect();
-        s.reservations_active = self
-            .assignments
-            .values()
-            .filter(|s| s.assignment.status == AssignmentStatus::Confirmed)
-            .count() as u64;
+        s.reservations_active = self.active;
         s.bookings_held = self.book.len() as u64;
         s.idempotency_keys = self.keys.len() as u64;
         s.attempts = self.attempts.len() as u64;
@@ -294,7 +305,7 @@ impl Dispatcher {
             return self.answer_new(ticket, self.overloaded(), false);
         }
         let key = key.map(|k| {
-            let fingerprint = Fingerprint::of(&self.config.secret, &body.canonical_json());
+            let fingerprint = body.fingerprint(&self.config.secret);
             (KeyHash::of(&self.config.secret, &k), fingerprint)
         });
         if let Some((key, fingerprint)) = key {
@@ -374,7 +385,7 @@ impl Dispatcher {
             rerun: Vec::new(),
             phase: Phase::Queued,
         };
-        self.attempts.insert(id, attempt);
+        self.attempts.insert(id, Box::new(attempt));
         match validated {
             Err(errors) => self.conclude(id, Remembered::Invalid(errors)),
             Ok(_) => self.enqueue(id, deadline),
@@ -457,8 +468,8 @@ impl Dispatcher {
 
     /// Opens an availability stream for `id`, after `after`.
     fn fetch(&mut self, id: AttemptId, after: Option<Slot>) {
-        let call = self.new_call(id);
         let deadline = self.attempt_deadline(id);
+        let call = CallId(self.next_call);
         let a = self.attempt_mut(id);
         let Some(req) = a.request.as_ref() else {
             return;
@@ -472,6 +483,7 @@ impl Dispatcher {
             deadline,
         };
         a.phase = Phase::Fetching(Fetch::new(call, after));
+        self.new_call(id);
         self.outputs.push_back(out);
     }
 
@@ -544,8 +556,8 @@ impl Dispatcher {
         for c in &mut batch.candidates {
             c.tours_that_day = self.book.tours_on(&c.slot.agent, c.slot.start.utc_day());
         }
-        let call = self.new_call(id);
         let deadline = self.attempt_deadline(id);
+        let call = CallId(self.next_call);
         let a = self.attempt_mut(id);
         let Some(req) = a.request.as_ref() else {
             return;
@@ -561,6 +573,7 @@ impl Dispatcher {
             deadline,
         };
         a.phase = Phase::Checking { call, batch };
+        self.new_call(id);
         self.outputs.push_back(out);
     }
 
@@ -569,8 +582,13 @@ impl Dispatcher {
             self.stats.ignored_inputs += 1;
             return;
         };
+        if !matches!(self.attempt(id).phase, Phase::Checking { call: c, .. } if c == call) {
+            // A verdict for a stream: nonsense from the outside.
+            self.stats.ignored_inputs += 1;
+            return;
+        }
         let Phase::Checking { batch, .. } = self.set_phase(id, Phase::Queued) else {
-            unreachable!("a rules call belongs to a checking attempt")
+            return;
         };
         self.calls.remove(&call);
         let allowed = match result {
@@ -706,7 +724,7 @@ impl Dispatcher {
 
     /// Starts a new attempt for the tickets that waited on `a`'s undo (or
     /// replays the key's answer to them if the undo did not happen).
-    fn rerun(&mut self, a: Attempt) {
+    fn rerun(&mut self, a: Box<Attempt>) {
         let waiting: Vec<(Ticket, Timestamp)> = a
             .rerun
             .iter()
@@ -757,6 +775,8 @@ impl Dispatcher {
 
     /// Settles every pending write up to `upto`, in order.
     fn settle_writes(&mut self, upto: u64, ok: bool) {
+        // Writes emitted while settling (undos, reruns) are not covered.
+        let upto = upto.min(self.next_seq - 1);
         if ok {
             self.durable_seq = self.durable_seq.max(upto);
         }
@@ -853,28 +873,29 @@ impl Dispatcher {
             },
             Write::Undo(id),
         );
-        self.set_phase(id, Phase::Undoing { seq });
+        self.set_phase(
+            id,
+            Phase::Undoing {
+                seq,
+                booked: assignment,
+            },
+        );
     }
 
     fn undo_settled(&mut self, id: AttemptId, ok: bool) {
         let Some(a) = self.attempts.remove(&id) else {
             return;
         };
+        let Phase::Undoing { booked, .. } = a.phase else {
+            return;
+        };
         if ok {
-            self.apply_undone(a.key.map(|k| k.key), self.booked_by(&a));
+            self.apply_undone(a.key.map(|k| k.key), booked);
         } else if let Some(key) = a.key {
             // The undo never happened: the booking and its key stay.
             self.keys.detach(&key.key);
         }
         self.rerun(a);
-    }
-
-    fn booked_by(&self, a: &Attempt) -> Option<AssignmentId> {
-        let key = a.key?;
-        match self.keys.get(&key.key)?.answer {
-            Some(StoredAnswer::Assigned(id)) => Some(id),
-            _ => None,
-        }
     }
 
     fn apply_undone(&mut self, key: Option<KeyHash>, id: Option<AssignmentId>) {
@@ -1067,13 +1088,7 @@ impl Dispatcher {
             if at > now {
                 break;
             }
-            self.retention.pop_first();
-            if let Some(s) = self.assignments.remove(&id) {
-                if s.assignment.status == AssignmentStatus::Confirmed {
-                    self.book
-                        .remove(&s.assignment.agent_id, s.assignment.interval(), id);
-                }
-            }
+            self.unstore(id);
         }
     }
 
@@ -1127,6 +1142,10 @@ impl Dispatcher {
                     self.keys
                         .restore(&k, StoredAnswer::Assigned(assignment.id), self.now);
                 }
+                if assignment.status == AssignmentStatus::Confirmed {
+                    self.book
+                        .insert(&assignment.agent_id, assignment.interval(), assignment.id);
+                }
                 self.store(assignment, key);
             }
             Record::Answered { key, answer } => {
@@ -1139,17 +1158,11 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Keeps a durable assignment (its booking is in the book already when
-    /// it was made here; restored ones are added).
+    /// Keeps a durable assignment. Its booking is in the book already.
     fn store(&mut self, assignment: Assignment, key: Option<KeyEntry>) {
         let id = assignment.id;
-        if assignment.status == AssignmentStatus::Confirmed
-            && self
-                .book
-                .is_free(&assignment.agent_id, assignment.interval())
-        {
-            self.book
-                .insert(&assignment.agent_id, assignment.interval(), id);
+        if assignment.status == AssignmentStatus::Confirmed {
+            self.active += 1;
         }
         let key_expiry = key.map_or(Timestamp::ZERO, |k| {
             k.created_at.plus_ms(self.config.idempotency_ttl_ms)
@@ -1160,22 +1173,25 @@ impl Dispatcher {
             .max(key_expiry);
         if let Some(old) = self.assignments.insert(
             id,
-            Stored {
+            Box::new(Stored {
                 assignment,
-                key: key.map(|k| k.key),
                 keep_until,
-            },
+            }),
         ) {
             self.retention.remove(&(old.keep_until, id));
         }
         self.retention.insert((keep_until, id));
     }
 
+    /// Forgets a stored assignment and frees its time.
     fn unstore(&mut self, id: AssignmentId) {
         if let Some(s) = self.assignments.remove(&id) {
             self.retention.remove(&(s.keep_until, id));
-            self.book
-                .remove(&s.assignment.agent_id, s.assignment.interval(), id);
+            if s.assignment.status == AssignmentStatus::Confirmed {
+                self.active -= 1;
+                self.book
+                    .remove(&s.assignment.agent_id, s.assignment.interval(), id);
+            }
         }
     }
 
@@ -1183,21 +1199,10 @@ impl Dispatcher {
         if let Some(s) = self.assignments.get_mut(&id) {
             if s.assignment.status == AssignmentStatus::Confirmed {
                 s.assignment.status = AssignmentStatus::Cancelled;
+                self.active -= 1;
                 let a = &s.assignment;
                 self.book.remove(&a.agent_id, a.interval(), id);
             }
-        }
-    }
-
-    fn key_entry_for(&self, key: &KeyHash, id: AssignmentId) -> Option<KeyEntry> {
-        let e = self.keys.get(key)?;
-        match e.answer {
-            Some(StoredAnswer::Assigned(held)) if held == id => Some(KeyEntry {
-                key: *key,
-                fingerprint: e.fingerprint,
-                created_at: e.created_at,
-            }),
-            _ => None,
         }
     }
 

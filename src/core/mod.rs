@@ -27,6 +27,7 @@ pub mod ids;
 pub mod io;
 pub mod queue;
 pub mod record;
+pub mod render;
 pub mod request;
 pub mod ring;
 pub mod stats;
