@@ -185,6 +185,8 @@ pub struct Checker {
     agenda: BTreeMap<CompactString, BTreeMap<Timestamp, (Timestamp, AssignmentId)>>,
     per_day: BTreeMap<(CompactString, u32), u32>,
     keys: BTreeMap<KeyHash, KeyModel>,
+    /// Bookings removed by a durable undo.
+    undone: BTreeSet<AssignmentId>,
     draining: bool,
     acked: u64,
     changed_since_quiet: bool,
@@ -223,6 +225,7 @@ impl Checker {
             agenda: BTreeMap::new(),
             per_day: BTreeMap::new(),
             keys: BTreeMap::new(),
+            undone: BTreeSet::new(),
             draining: false,
             acked: 0,
             changed_since_quiet: false,
@@ -351,13 +354,28 @@ impl Checker {
     pub fn restart(&mut self, now: Timestamp, records: &[Record], core: &Dispatcher) -> Checked {
         self.step += 1;
         self.coverage.hit(Mark::Crash);
+        let survived = self.check_survivors(now, records);
+        self.forget_process();
+        survived
+            .and_then(|()| {
+                self.adopt_records(now, records);
+                self.compare_restored(now, core)
+            })
+            .map_err(|mut v| {
+                v.step = self.step;
+                v.now = now;
+                v
+            })
+    }
+
+    /// The process died: its tickets' connections dropped, its calls and
+    /// writes are gone, and numbering starts over.
+    fn forget_process(&mut self) {
         self.epoch += 1;
         for (&t, m) in &mut self.tickets {
             if matches!(m.state, TicketState::Waiting | TicketState::Gone) {
-                if m.state == TicketState::Waiting {
-                    if let TicketKind::Dispatch(d) = &m.kind {
-                        self.deadlines.remove(&(d.deadline, t));
-                    }
+                if let (TicketState::Waiting, TicketKind::Dispatch(d)) = (m.state, &m.kind) {
+                    self.deadlines.remove(&(d.deadline, t));
                 }
                 m.state = TicketState::Lost;
             }
@@ -371,16 +389,6 @@ impl Checker {
         self.last_seq = 0;
         self.draining = false;
         self.last_stats = Default::default();
-        self.check_survivors(now, records)
-            .and_then(|()| {
-                self.adopt_records(now, records);
-                self.compare_restored(now, core)
-            })
-            .map_err(|mut v| {
-                v.step = self.step;
-                v.now = now;
-                v
-            })
     }
 
     /// The world is quiet at the end of the liveness phase: everything
@@ -669,6 +677,7 @@ impl Checker {
                             ));
                         }
                         self.drop_booking(id);
+                        self.undone.insert(id);
                     }
                     if let Some(k) = key {
                         self.keys.remove(&k);
@@ -1632,37 +1641,58 @@ impl Checker {
 
     // ----- crash and restore -------------------------------------------------
 
-    /// Invariant 4 across a crash: what was acknowledged is in the records.
+    /// Invariant 4 across a crash: what the core was told is durable is in
+    /// the records — every acknowledged or durable booking (cancelled if its
+    /// cancel was durable), no durably undone one, every remembered answer
+    /// still within its TTL. Writes still in flight may or may not be there.
     fn check_survivors(&self, now: Timestamp, records: &[Record]) -> Checked {
         let durable = DurableState::of(records);
-        for b in self.bookings.values().filter(|b| b.acked) {
-            let id = b.assignment.id;
-            let kept = durable.assignments.get(&id);
-            let status_ok = match (b.state, kept.map(|a| a.status)) {
-                (BookingState::Cancelled, Some(AssignmentStatus::Cancelled)) => true,
-                (BookingState::Cancelled, _) => false,
-                (_, Some(_)) => true,
-                (_, None) => false,
+        let lost = |m: String| Err(safety(Inv::DurableBeforeAcknowledged, m));
+        let pending = |f: &dyn Fn(&Write) -> bool| self.writes.values().any(f);
+        let retention = self.config.retention_ms();
+        for (id, b) in &self.bookings {
+            if b.assignment.end.plus_ms(retention) <= now {
+                continue;
+            }
+            let kept = durable.assignments.get(id).map(|a| a.status);
+            let ok = match b.state {
+                BookingState::InFlight => true,
+                BookingState::Cancelled => kept == Some(AssignmentStatus::Cancelled),
+                BookingState::Durable => {
+                    kept == Some(AssignmentStatus::Confirmed)
+                        || (kept == Some(AssignmentStatus::Cancelled)
+                            && pending(&|w| matches!(w, Write::Cancelled(c) if c == id)))
+                        || (kept.is_none()
+                            && pending(&|w| matches!(w, Write::Undone(Some(u), _) if u == id)))
+                }
             };
-            if !status_ok {
-                return Err(safety(
-                    Inv::DurableBeforeAcknowledged,
-                    format!("acknowledged assignment {id} is not in the journal after the crash as it was ({:?})", b.state),
+            if !ok {
+                return lost(format!(
+                    "after the crash the journal holds {id} as {kept:?}, but it was durable as {:?}{}",
+                    b.state,
+                    if b.acked { " and acknowledged" } else { "" }
                 ));
             }
         }
+        if let Some(id) = self.undone.iter().find(|id| durable.assignments.contains_key(id)) {
+            return lost(format!("{id} was durably undone but the journal still books it"));
+        }
         let ttl = self.config.idempotency_ttl_ms;
         for (k, m) in &self.keys {
-            if m.acked_at.is_some()
-                && m.created_at.plus_ms(ttl) > now
-                && !durable.keys.contains_key(k)
-            {
-                return Err(safety(
-                    Inv::DurableBeforeAcknowledged,
-                    format!(
-                        "the remembered answer {:?} of a key is not in the journal after the crash",
-                        m.answer
-                    ),
+            if m.created_at.plus_ms(ttl) <= now {
+                continue;
+            }
+            let rewritten = pending(&|w| match w {
+                Write::Undone(_, Some(u)) => u == k,
+                Write::Answered(e, _) => e.key == *k,
+                Write::Booked(id) => self.bookings.get(id).and_then(|b| b.key).is_some_and(|e| e.key == *k),
+                _ => false,
+            });
+            let kept = durable.keys.get(k).map(|(_, a)| a);
+            if kept != Some(&m.answer) && !rewritten {
+                return lost(format!(
+                    "after the crash a key remembers {kept:?}, but {:?} was durable",
+                    m.answer
                 ));
             }
         }

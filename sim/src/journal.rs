@@ -1,167 +1,161 @@
-//! The simulated journal: what is durable, what is still being written, and
-//! what a crash leaves behind.
+//! The simulated journal: the project's real journal logic
+//! (`tour_dispatcher::journal::Journal`) over `MemStorage`, its faulty
+//! in-memory disk, driven by the world's clock and choices.
 //!
-//! It follows the real journal's contract (DESIGN.md, "The journal"): writes
-//! are synced in batches (group commit: a batch is whatever queued during
-//! the previous sync), completions are acknowledged in order, a failed sync
-//! fails every write from the first unsynced one on, and after a failure the
-//! file is never trusted again — the journal starts afresh from
-//! `Dispatcher::snapshot()`. Compaction writes a snapshot and then switches
-//! to it; a crash before the switch recovers from the old file. A crash keeps
-//! the durable records plus a torn prefix of the batch being synced.
+//! The world decides when a batch is committed (the sync latency), which
+//! writes and syncs fail, and what a crash keeps of what was not durable
+//! (torn tails, lost directory changes); it also stops the process in the
+//! middle of a compaction now and then. Recovery after a crash is the
+//! journal's own `open`, so a restarted core is restored from exactly what
+//! the real recovery reads back.
+//!
+//! The driver's order matters after a failure, and the world keeps it: the
+//! core hears of the failure first; the fresh file (the core's snapshot) is
+//! installed before any write the core emits in that same step is appended;
+//! and the journal's own report of the appends it refused while untrusted is
+//! dropped — the core failed those already, and a late `PersistFailed` would
+//! fail the writes that went to the fresh file.
 
+use crate::choices::{Choices, ChoicesExt};
 use tour_dispatcher::core::Record;
+use tour_dispatcher::journal::{
+    CrashChoices, Journal, JournalConfig, JournalError, MemStorage, Op, Settled, SnapshotReason,
+};
 
-/// A batch being synced.
-#[derive(Clone, Debug)]
-struct Syncing {
-    /// Number of pending writes the batch covers.
-    len: usize,
+/// A crash's choices, drawn from the world's choice source.
+struct Crash<'a>(&'a mut dyn Choices);
+
+impl CrashChoices for Crash<'_> {
+    fn dir_changes_kept(&mut self, changes: usize) -> usize {
+        self.0.below(changes as u64 + 1) as usize
+    }
+    fn unsynced_bytes_kept(&mut self, _file: &str, unsynced: usize) -> usize {
+        self.0.below(unsynced as u64 + 1) as usize
+    }
 }
 
-/// A compaction between its snapshot and its switch.
-#[derive(Clone, Debug)]
-struct Compaction {
-    snapshot: Vec<Record>,
-    tail: Vec<(u64, Record)>,
-}
-
-/// What a finished sync did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Synced {
-    /// Every write up to `upto` is durable.
-    Ok { upto: u64 },
-    /// Writes before `from` are durable, `from` and after failed.
-    Failed { from: u64 },
-}
-
-#[derive(Clone, Debug, Default)]
+/// The journal and its disk.
 pub struct SimJournal {
-    /// The durable base: initial records, a restored file or a snapshot.
-    base: Vec<Record>,
-    /// Synced writes after the base, with their sequence numbers.
-    tail: Vec<(u64, Record)>,
-    /// Written by the core, not yet synced.
-    pending: Vec<(u64, Record)>,
-    syncing: Option<Syncing>,
-    /// The file broke at this sequence number; the core has not heard yet.
-    broken_from: Option<u64>,
-    compaction: Option<Compaction>,
+    journal: Journal<MemStorage>,
+    config: JournalConfig,
+    /// Records appended since the last commit.
+    staged: usize,
+    /// A commit is scheduled.
+    syncing: bool,
 }
 
 impl SimJournal {
-    pub fn new(initial: Vec<Record>) -> Self {
-        SimJournal {
-            base: initial,
-            ..SimJournal::default()
-        }
+    /// A fresh journal on an empty disk; compaction once the file grew by
+    /// `compact_after_bytes` (0: never).
+    pub fn new(compact_after_bytes: u64) -> Result<Self, JournalError> {
+        let config = JournalConfig {
+            compact_after_bytes: match compact_after_bytes {
+                0 => u64::MAX,
+                n => n,
+            },
+            salvage: false,
+        };
+        let opened = Journal::open(MemStorage::new(), config.clone())?;
+        Ok(SimJournal {
+            journal: opened.journal,
+            config,
+            staged: 0,
+            syncing: false,
+        })
     }
 
     /// The core asked to append `record` as write `seq`.
-    pub fn append(&mut self, seq: u64, record: Record) {
-        self.pending.push((seq, record));
+    pub fn append(&mut self, seq: u64, record: &Record) {
+        self.journal.append(seq, record);
+        self.staged += 1;
     }
 
-    /// Starts syncing what is pending, if nothing is being synced and the
-    /// file is sound. Returns whether a sync started.
+    /// Whether a commit should be scheduled now: something is staged,
+    /// nothing is being committed, and the file is trusted (after a failure
+    /// nothing is committed until a fresh file exists).
     pub fn start_sync(&mut self) -> bool {
-        if self.syncing.is_some() || self.broken_from.is_some() || self.pending.is_empty() {
+        if self.syncing || self.staged == 0 || !self.journal.is_writable() {
             return false;
         }
-        self.syncing = Some(Syncing {
-            len: self.pending.len(),
-        });
+        self.syncing = true;
         true
     }
 
-    /// The sync in flight finished; `torn` is `None` when it succeeded, or
-    /// how many of its writes reached the disk before it failed.
-    pub fn finish_sync(&mut self, torn: Option<usize>) -> Option<Synced> {
-        let batch = self.syncing.take()?;
-        let durable = torn.map_or(batch.len, |k| k.min(batch.len));
-        let synced: Vec<(u64, Record)> = self.pending.drain(..durable).collect();
-        if let Some(c) = &mut self.compaction {
-            c.tail.extend(synced.iter().cloned());
+    /// The scheduled commit happens; `fault` makes one disk operation of it
+    /// fail. Returns how the batch settled.
+    pub fn commit(&mut self, fault: Option<Op>) -> Vec<Settled> {
+        self.syncing = false;
+        self.staged = 0;
+        let j = &mut self.journal;
+        if let Some(op) = fault {
+            j.storage_mut().fail_next(op, 1);
         }
-        let last = synced.last().map(|(seq, _)| *seq);
-        self.tail.extend(synced);
-        match torn {
-            None => last.map(|upto| Synced::Ok { upto }),
-            Some(_) => {
-                let from = self.pending.first().map(|(seq, _)| *seq)?;
-                self.broken_from = Some(from);
-                Some(Synced::Failed { from })
-            }
-        }
+        j.commit();
+        j.storage_mut().fail_next(Op::Append, 0);
+        j.storage_mut().fail_next(Op::Sync, 0);
+        std::iter::from_fn(|| j.poll_settled()).collect()
     }
 
-    /// The size of the batch in flight.
-    pub fn syncing_len(&self) -> Option<usize> {
-        self.syncing.as_ref().map(|s| s.len)
+    /// Why the journal wants a snapshot of the core, if it does.
+    pub fn wants_snapshot(&self) -> Option<SnapshotReason> {
+        self.journal.wants_snapshot()
     }
 
-    /// The core heard of the failure and holds only durable state: start a
-    /// fresh file from its snapshot.
-    pub fn adopt_snapshot(&mut self, snapshot: Vec<Record>) {
-        self.base = snapshot;
-        self.tail.clear();
-        self.pending.clear();
-        self.syncing = None;
-        self.broken_from = None;
-        self.compaction = None;
-    }
-
-    /// Records since the last snapshot (what compaction would fold).
-    pub fn tail_len(&self) -> usize {
-        self.tail.len()
-    }
-
-    pub fn is_compacting(&self) -> bool {
-        self.compaction.is_some()
-    }
-
-    /// Starts a compaction from `snapshot`, which covers every write up to
-    /// `durable_seq`; synced writes after it go to the new file as well.
-    pub fn begin_compaction(&mut self, snapshot: Vec<Record>, durable_seq: u64) -> bool {
-        if self.compaction.is_some() || self.broken_from.is_some() {
-            return false;
-        }
-        let tail = self
-            .tail
-            .iter()
-            .filter(|(seq, _)| *seq > durable_seq)
-            .cloned()
+    /// Starts a fresh file from the core's snapshot (after a failure, or
+    /// to compact); `halt_after` stops the process after that many disk
+    /// operations (a crash in the middle of it). What was staged is
+    /// committed first; returns how that settled, without the stale report
+    /// of appends refused while the file was untrusted (see the module doc).
+    pub fn install_snapshot(
+        &mut self,
+        durable_seq: u64,
+        snapshot: &[Record],
+        halt_after: Option<u64>,
+    ) -> (Vec<Settled>, Result<(), JournalError>) {
+        self.staged = 0;
+        let j = &mut self.journal;
+        let recovering = !j.is_writable();
+        j.commit();
+        let settled: Vec<Settled> = std::iter::from_fn(|| j.poll_settled())
+            .filter(|s| !(recovering && matches!(s, Settled::Failed { .. })))
             .collect();
-        self.compaction = Some(Compaction { snapshot, tail });
-        true
+        if let Some(n) = halt_after {
+            j.storage_mut().halt_after(n);
+        }
+        (settled, j.install_snapshot(durable_seq, snapshot))
     }
 
-    /// The new file is complete: switch to it.
-    pub fn finish_compaction(&mut self) -> bool {
-        let Some(c) = self.compaction.take() else {
-            return false;
-        };
-        self.base = c.snapshot;
-        self.tail = c.tail;
-        true
+    /// The process died: the disk loses what was not durable (as `choices`
+    /// decide), and the journal is recovered from it. Returns the records to
+    /// restore the core from; the journal goes on from them.
+    pub fn crash(&mut self, choices: &mut dyn Choices) -> Result<Vec<Record>, JournalError> {
+        let placeholder = Journal::open(MemStorage::new(), self.config.clone())?.journal;
+        let mut storage = std::mem::replace(&mut self.journal, placeholder).into_storage();
+        storage.crash(&mut Crash(choices));
+        let opened = Journal::open(storage, self.config.clone())?;
+        self.journal = opened.journal;
+        self.staged = 0;
+        self.syncing = false;
+        Ok(opened.records)
     }
+}
 
-    /// The process died: what recovery reads back. `torn` writes of the
-    /// batch in flight reached the disk. The journal then continues on what
-    /// it recovered, with sequence numbers starting over.
-    pub fn crash(&mut self, torn: usize) -> Vec<Record> {
-        let reached = self.syncing_len().map_or(0, |n| torn.min(n));
-        let mut records = std::mem::take(&mut self.base);
-        records.extend(self.tail.drain(..).map(|(_, r)| r));
-        records.extend(self.pending.drain(..reached).map(|(_, r)| r));
-        *self = SimJournal::new(records.clone());
-        records
+/// Picks the disk fault of a commit, if any: a failed sync or a failed
+/// (short, as on a full disk) write.
+pub fn draw_fault(choices: &mut dyn Choices, fail_pm: u32) -> Option<Op> {
+    if !choices.chance(fail_pm) {
+        None
+    } else if choices.chance(500_000) {
+        Some(Op::Sync)
+    } else {
+        Some(Op::Append)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::choices::Recorded;
 
     fn rec(n: u64) -> Record {
         Record::Sequence { next: n }
@@ -169,51 +163,37 @@ mod tests {
 
     #[test]
     fn group_commit_then_failure_then_fresh_file() {
-        let mut j = SimJournal::new(vec![rec(0)]);
-        j.append(1, rec(1));
-        j.append(2, rec(2));
+        let mut j = SimJournal::new(0).expect("opens");
+        j.append(1, &rec(1));
+        j.append(2, &rec(2));
         assert!(j.start_sync());
-        j.append(3, rec(3));
-        assert!(!j.start_sync(), "one sync at a time");
-        assert_eq!(j.finish_sync(None), Some(Synced::Ok { upto: 2 }));
+        j.append(3, &rec(3));
+        assert!(!j.start_sync(), "one commit at a time");
+        assert_eq!(j.commit(None), vec![Settled::Persisted { upto: 3 }]);
+        j.append(4, &rec(4));
         assert!(j.start_sync());
-        j.append(4, rec(4));
-        assert_eq!(j.finish_sync(Some(0)), Some(Synced::Failed { from: 3 }));
-        j.append(5, rec(5));
-        assert!(!j.start_sync(), "a broken file is not written to");
-        j.adopt_snapshot(vec![rec(9)]);
-        assert_eq!(j.crash(0), vec![rec(9)]);
+        assert_eq!(j.commit(Some(Op::Sync)), vec![Settled::Failed { from: 4 }]);
+        j.append(5, &rec(5));
+        assert!(!j.start_sync(), "nothing is committed to an untrusted file");
+        assert_eq!(j.wants_snapshot(), Some(SnapshotReason::Recover));
+        let (stale, installed) = j.install_snapshot(3, &[rec(9)], None);
+        assert_eq!(stale, vec![], "the refused append is not reported again");
+        installed.expect("fresh file");
+        j.append(6, &rec(6));
+        assert!(j.start_sync());
+        assert_eq!(j.commit(None), vec![Settled::Persisted { upto: 6 }]);
+        let mut zeros = Recorded::new(Vec::new());
+        assert_eq!(j.crash(&mut zeros).expect("recovers"), vec![rec(9), rec(6)]);
     }
 
     #[test]
-    fn crash_keeps_durable_and_a_torn_prefix() {
-        let mut j = SimJournal::new(Vec::new());
-        j.append(1, rec(1));
+    fn a_crash_keeps_what_was_committed_and_nothing_staged() {
+        let mut j = SimJournal::new(0).expect("opens");
+        j.append(1, &rec(1));
         j.start_sync();
-        j.finish_sync(None);
-        j.append(2, rec(2));
-        j.append(3, rec(3));
-        j.start_sync();
-        assert_eq!(j.crash(1), vec![rec(1), rec(2)]);
-    }
-
-    #[test]
-    fn compaction_switches_only_when_finished() {
-        let mut j = SimJournal::new(vec![rec(0)]);
-        j.append(1, rec(1));
-        j.start_sync();
-        j.finish_sync(None);
-        assert!(j.begin_compaction(vec![rec(7)], 1));
-        j.append(2, rec(2));
-        j.start_sync();
-        j.finish_sync(None);
-        let mut crashed = j.clone();
-        assert_eq!(crashed.crash(0), vec![rec(0), rec(1), rec(2)], "old file");
-        assert!(j.finish_compaction());
-        assert_eq!(
-            j.crash(0),
-            vec![rec(7), rec(2)],
-            "snapshot and the writes after it"
-        );
+        j.commit(None);
+        j.append(2, &rec(2));
+        let mut zeros = Recorded::new(Vec::new());
+        assert_eq!(j.crash(&mut zeros).expect("recovers"), vec![rec(1)]);
     }
 }

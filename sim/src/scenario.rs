@@ -97,8 +97,10 @@ pub struct Faults {
     /// Crash times within the safety phase (ms after the start).
     pub crashes: Vec<u64>,
     pub restart_ms: u64,
-    /// Compact the journal after this many records (`0`: never).
-    pub compact_every: u64,
+    /// Compact the journal once its file grew this much (`0`: never).
+    pub compact_after_bytes: u64,
+    /// A compaction is cut short by a crash.
+    pub compaction_crash_pm: u32,
 }
 
 impl Faults {
@@ -117,6 +119,7 @@ impl Faults {
             journal_spike_pm: 0,
             journal_fail_pm: 0,
             crashes: Vec::new(),
+            compaction_crash_pm: 0,
             ..self.clone()
         }
     }
@@ -292,11 +295,12 @@ fn draw_faults(c: &mut dyn Choices, safety_ms: u64) -> Faults {
         journal_fail_pm: rate(c, 50_000),
         crashes,
         restart_ms: c.between(1, 500),
-        compact_every: if c.chance(500_000) {
-            c.between(4, 100)
+        compact_after_bytes: if c.chance(500_000) {
+            c.between(200, 20_000)
         } else {
             0
         },
+        compaction_crash_pm: rate(c, 100_000),
     }
 }
 

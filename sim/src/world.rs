@@ -12,7 +12,7 @@ use crate::checker::{Check, Checker, Params};
 use crate::choices::{Choices, ChoicesExt};
 use crate::coverage::{Coverage, Mark};
 use crate::invariant::{liveness, safety, Invariant, Kind, Violation};
-use crate::journal::{SimJournal, Synced};
+use crate::journal::{draw_fault, SimJournal};
 use crate::scenario::{Faults, Scenario};
 use crate::trace::{Event as TraceEvent, OutputHash, Trace, FORMAT};
 use serde::{Deserialize, Serialize};
@@ -20,9 +20,10 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tour_dispatcher::core::time::{MS_PER_DAY, MS_PER_MINUTE};
+use tour_dispatcher::journal::{Settled, SnapshotReason};
 use tour_dispatcher::core::{
     AssignmentId, CallId, DependencyError, Dispatcher, Input, Output, RawRequest, RawWindow,
-    Response, Slot, Ticket, Timestamp,
+    Record, Response, Slot, Ticket, Timestamp,
 };
 
 /// How long after the faults heal the world must be quiet.
@@ -175,7 +176,7 @@ enum Event {
         epoch: u32,
         input: Input,
     },
-    CompactionDone {
+    RetrySnapshot {
         epoch: u32,
     },
     Crash,
@@ -241,7 +242,9 @@ pub struct World<'c, T: Tap = NoTap> {
     core: Option<Dispatcher>,
     tap: T,
     checker: Checker,
-    journal: SimJournal,
+    journal: Option<SimJournal>,
+    /// What the journal recovered after a crash, for the restart.
+    recovered: Option<Result<Vec<Record>, String>>,
     now: Timestamp,
     events: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
@@ -274,6 +277,7 @@ impl<'c, T: Tap> World<'c, T> {
         let scenario = Scenario::draw(choices);
         let start = scenario.start;
         let core = Dispatcher::new(scenario.config.clone()).ok();
+        let journal = SimJournal::new(scenario.faults.compact_after_bytes).ok();
         let checker = Checker::new(scenario.config.clone(), Some(scenario.services.clone()));
         World {
             faults: scenario.faults.clone(),
@@ -283,7 +287,8 @@ impl<'c, T: Tap> World<'c, T> {
             core,
             tap,
             checker,
-            journal: SimJournal::new(Vec::new()),
+            journal,
+            recovered: None,
             now: start,
             events: BinaryHeap::new(),
             seq: 0,
@@ -466,7 +471,8 @@ impl<'c, T: Tap> World<'c, T> {
         }
         self.checker.after(now, &outputs, core)?;
         if journal_failed {
-            self.journal.adopt_snapshot(core.snapshot());
+            // The fresh file first: this step's writes belong in it.
+            self.snapshot_journal(None);
         }
         for out in &outputs {
             self.react(out);
@@ -504,7 +510,11 @@ impl<'c, T: Tap> World<'c, T> {
                     c.cancelled = true;
                 }
             }
-            Output::Persist { seq, record } => self.journal.append(*seq, record.clone()),
+            Output::Persist { seq, record } => {
+                if let Some(j) = &mut self.journal {
+                    j.append(*seq, record);
+                }
+            }
             Output::Respond {
                 ticket, response, ..
             } => self.on_answer(*ticket, response),
@@ -697,7 +707,10 @@ impl<'c, T: Tap> World<'c, T> {
     // ----- the journal -------------------------------------------------------
 
     fn maybe_sync(&mut self) {
-        if self.core.is_none() || !self.journal.start_sync() {
+        let Some(j) = &mut self.journal else {
+            return;
+        };
+        if self.core.is_none() || !j.start_sync() {
             return;
         }
         let mut delay = 1 + self.choices.below(self.faults.journal_latency_ms * 2);
@@ -713,42 +726,72 @@ impl<'c, T: Tap> World<'c, T> {
         if epoch != self.epoch {
             return Ok(());
         }
-        let len = self.journal.syncing_len().unwrap_or(0);
-        let torn = if self.choices.chance(self.faults.journal_fail_pm) {
+        let fault = draw_fault(self.choices, self.faults.journal_fail_pm);
+        if fault.is_some() {
             self.stats.journal_failures += 1;
-            Some(self.choices.below(len as u64) as usize)
-        } else {
-            None
+        }
+        let settled = match &mut self.journal {
+            Some(j) => j.commit(fault),
+            None => Vec::new(),
         };
-        let input = match self.journal.finish_sync(torn) {
-            Some(Synced::Ok { upto }) => Input::Persisted { upto },
-            Some(Synced::Failed { from }) => Input::PersistFailed { from },
-            None => return Ok(()),
-        };
-        // Completions reach the core in order, each after its own delay.
-        let at = self.now.plus_ms(self.choices.below(3)).max(self.next_ack);
-        self.next_ack = at;
-        self.schedule(at, Event::JournalAck { epoch, input });
+        self.deliver_settled(settled);
         self.maybe_sync();
-        self.maybe_compact();
+        self.maybe_compact()
+    }
+
+    /// Completions reach the core in order, each after its own delay.
+    fn deliver_settled(&mut self, settled: Vec<Settled>) {
+        let epoch = self.epoch;
+        for s in settled {
+            let input = match s {
+                Settled::Persisted { upto } => Input::Persisted { upto },
+                Settled::Failed { from } => Input::PersistFailed { from },
+            };
+            let at = self.now.plus_ms(self.choices.below(3)).max(self.next_ack);
+            self.next_ack = at;
+            self.schedule(at, Event::JournalAck { epoch, input });
+        }
+    }
+
+    /// Compacts when the journal asks to; now and then the process dies in
+    /// the middle of it.
+    fn maybe_compact(&mut self) -> Result<(), Violation> {
+        let wants = self.journal.as_ref().and_then(SimJournal::wants_snapshot);
+        if wants != Some(SnapshotReason::Compact) || self.core.is_none() {
+            return Ok(());
+        }
+        let dies = self.healed_at.is_none() && self.choices.chance(self.faults.compaction_crash_pm);
+        let halt = dies.then(|| self.choices.below(8));
+        self.snapshot_journal(halt);
+        if dies {
+            self.checker.coverage.hit(Mark::CrashMidCompaction);
+            self.crash();
+        }
         Ok(())
     }
 
-    fn maybe_compact(&mut self) {
-        let every = self.faults.compact_every;
-        if every == 0 || self.journal.tail_len() < every as usize || self.journal.is_compacting() {
-            return;
-        }
-        let Some(core) = &self.core else {
+    /// Installs the core's snapshot as the journal's fresh file (after a
+    /// failure the core heard of, or to compact); retried later on failure.
+    fn snapshot_journal(&mut self, halt_after: Option<u64>) {
+        let (Some(core), Some(j)) = (&self.core, &mut self.journal) else {
             return;
         };
-        if self
-            .journal
-            .begin_compaction(core.snapshot(), core.durable_seq())
-        {
-            let epoch = self.epoch;
-            let d = self.choices.between(1, 300);
-            self.after(d, Event::CompactionDone { epoch });
+        if j.wants_snapshot().is_none() {
+            return;
+        }
+        let (settled, installed) = j.install_snapshot(core.durable_seq(), &core.snapshot(), halt_after);
+        self.deliver_settled(settled);
+        match installed {
+            Ok(()) => {
+                self.stats.compactions += 1;
+                self.checker.coverage.hit(Mark::Compaction);
+            }
+            Err(_) if halt_after.is_none() => {
+                let epoch = self.epoch;
+                let wait = self.choices.between(1, 100);
+                self.after(wait, Event::RetrySnapshot { epoch });
+            }
+            Err(_) => {}
         }
     }
 
@@ -759,13 +802,9 @@ impl<'c, T: Tap> World<'c, T> {
             return;
         }
         self.stats.crashes += 1;
-        if self.journal.is_compacting() {
-            self.checker.coverage.hit(Mark::CrashMidCompaction);
-        }
-        let torn = self
-            .choices
-            .below(self.journal.syncing_len().unwrap_or(0) as u64 + 1);
-        self.journal.crash(torn as usize);
+        self.recovered = self.journal.as_mut().map(|j| {
+            j.crash(self.choices).map_err(|e| e.to_string())
+        });
         self.core = None;
         self.epoch += 1;
         self.calls.clear();
@@ -778,7 +817,16 @@ impl<'c, T: Tap> World<'c, T> {
     }
 
     fn restart(&mut self) -> Result<(), Violation> {
-        let records = self.journal.crash(0);
+        let records = match self.recovered.take() {
+            Some(Ok(records)) => records,
+            Some(Err(e)) => {
+                return Err(safety(
+                    Invariant::DurableBeforeAcknowledged,
+                    format!("the journal refused to recover after the crash: {e}"),
+                ))
+            }
+            None => Vec::new(),
+        };
         if let Some(t) = &mut self.trace {
             t.push(TraceEvent::Restart {
                 now: self.now,
@@ -1055,14 +1103,14 @@ impl<'c, T: Tap> World<'c, T> {
             Event::JournalAck { epoch, input } => {
                 if epoch == self.epoch && self.core.is_some() {
                     self.feed(input)?;
-                    self.maybe_compact();
+                    self.maybe_compact()?;
                 }
                 Ok(())
             }
-            Event::CompactionDone { epoch } => {
-                if epoch == self.epoch && self.journal.finish_compaction() {
-                    self.stats.compactions += 1;
-                    self.checker.coverage.hit(Mark::Compaction);
+            Event::RetrySnapshot { epoch } => {
+                if epoch == self.epoch {
+                    self.snapshot_journal(None);
+                    self.maybe_sync();
                 }
                 Ok(())
             }
