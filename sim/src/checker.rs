@@ -187,6 +187,8 @@ pub struct Checker {
     keys: BTreeMap<KeyHash, KeyModel>,
     /// Bookings removed by a durable undo.
     undone: BTreeSet<AssignmentId>,
+    /// Bookings whose write the core was told failed (this process).
+    failed_bookings: BTreeSet<AssignmentId>,
     draining: bool,
     acked: u64,
     changed_since_quiet: bool,
@@ -226,6 +228,7 @@ impl Checker {
             per_day: BTreeMap::new(),
             keys: BTreeMap::new(),
             undone: BTreeSet::new(),
+            failed_bookings: BTreeSet::new(),
             draining: false,
             acked: 0,
             changed_since_quiet: false,
@@ -386,6 +389,7 @@ impl Checker {
         self.calls.clear();
         self.max_call = 0;
         self.writes.clear();
+        self.failed_bookings.clear();
         self.last_seq = 0;
         self.draining = false;
         self.last_stats = Default::default();
@@ -665,7 +669,10 @@ impl Checker {
                         }
                     }
                 }
-                (Write::Booked(id), false) => self.drop_booking(id),
+                (Write::Booked(id), false) => {
+                    self.drop_booking(id);
+                    self.failed_bookings.insert(id);
+                }
                 (Write::Answered(k, answer), true) => self.remember(k, Answer::Remembered(answer)),
                 (Write::Undone(id, key), true) => {
                     self.coverage.hit(Mark::Undo);
@@ -1674,8 +1681,23 @@ impl Checker {
                 ));
             }
         }
-        if let Some(id) = self.undone.iter().find(|id| durable.assignments.contains_key(id)) {
-            return lost(format!("{id} was durably undone but the journal still books it"));
+        if let Some(id) = self
+            .undone
+            .iter()
+            .find(|id| durable.assignments.contains_key(id))
+        {
+            return lost(format!(
+                "{id} was durably undone but the journal still books it"
+            ));
+        }
+        if let Some(id) = self
+            .failed_bookings
+            .iter()
+            .find(|id| durable.assignments.contains_key(id))
+        {
+            return lost(format!(
+                "the core was told the write of {id} failed, but the journal recovered it"
+            ));
         }
         let ttl = self.config.idempotency_ttl_ms;
         for (k, m) in &self.keys {
@@ -1685,7 +1707,11 @@ impl Checker {
             let rewritten = pending(&|w| match w {
                 Write::Undone(_, Some(u)) => u == k,
                 Write::Answered(e, _) => e.key == *k,
-                Write::Booked(id) => self.bookings.get(id).and_then(|b| b.key).is_some_and(|e| e.key == *k),
+                Write::Booked(id) => self
+                    .bookings
+                    .get(id)
+                    .and_then(|b| b.key)
+                    .is_some_and(|e| e.key == *k),
                 _ => false,
             });
             let kept = durable.keys.get(k).map(|(_, a)| a);

@@ -20,11 +20,11 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tour_dispatcher::core::time::{MS_PER_DAY, MS_PER_MINUTE};
-use tour_dispatcher::journal::{Settled, SnapshotReason};
 use tour_dispatcher::core::{
     AssignmentId, CallId, DependencyError, Dispatcher, Input, Output, RawRequest, RawWindow,
     Record, Response, Slot, Ticket, Timestamp,
 };
+use tour_dispatcher::journal::{Settled, SnapshotReason};
 
 /// How long after the faults heal the world must be quiet.
 pub const LIVENESS_BUDGET_MS: u64 = 120_000;
@@ -402,10 +402,24 @@ impl<'c, T: Tap> World<'c, T> {
         if let Some(t) = &mut self.trace {
             t.push(TraceEvent::Quiet { now: self.now });
         }
-        match &self.core {
-            Some(core) => self.checker.finish(self.now, core),
-            None => Ok(()),
+        if let Some(core) = &self.core {
+            self.checker.finish(self.now, core)?;
         }
+        self.final_crash()
+    }
+
+    /// Every run ends with a crash and a recovery: what the journal holds
+    /// must be what the core was told is durable.
+    fn final_crash(&mut self) -> Result<(), Violation> {
+        if self.core.is_none() {
+            return Ok(());
+        }
+        self.recovered = self
+            .journal
+            .as_mut()
+            .map(|j| j.crash(self.choices).map_err(|e| e.to_string()));
+        self.core = None;
+        self.restart()
     }
 
     fn not_quiet(&self) -> Violation {
@@ -747,7 +761,8 @@ impl<'c, T: Tap> World<'c, T> {
                 Settled::Persisted { upto } => Input::Persisted { upto },
                 Settled::Failed { from } => Input::PersistFailed { from },
             };
-            let at = self.now.plus_ms(self.choices.below(3)).max(self.next_ack);
+            let delay = self.choices.below(self.faults.journal_latency_ms + 1);
+            let at = self.now.plus_ms(delay).max(self.next_ack);
             self.next_ack = at;
             self.schedule(at, Event::JournalAck { epoch, input });
         }
@@ -779,7 +794,8 @@ impl<'c, T: Tap> World<'c, T> {
         if j.wants_snapshot().is_none() {
             return;
         }
-        let (settled, installed) = j.install_snapshot(core.durable_seq(), &core.snapshot(), halt_after);
+        let (settled, installed) =
+            j.install_snapshot(core.durable_seq(), &core.snapshot(), halt_after);
         self.deliver_settled(settled);
         match installed {
             Ok(()) => {
@@ -802,9 +818,10 @@ impl<'c, T: Tap> World<'c, T> {
             return;
         }
         self.stats.crashes += 1;
-        self.recovered = self.journal.as_mut().map(|j| {
-            j.crash(self.choices).map_err(|e| e.to_string())
-        });
+        self.recovered = self
+            .journal
+            .as_mut()
+            .map(|j| j.crash(self.choices).map_err(|e| e.to_string()));
         self.core = None;
         self.epoch += 1;
         self.calls.clear();
