@@ -48,20 +48,26 @@ fn run(
         services.index();
         services
     });
-    let start = trace.events.first().map_or(Timestamp::ZERO, |e| match e {
+    let first = trace.events.first().map(|e| match e {
         Event::Input { now, .. } | Event::Restart { now, .. } | Event::Quiet { now } => *now,
     });
-    let start = trace.scenario.as_ref().map_or(start, |s| s.start);
+    let start = trace.start.or(first).unwrap_or(Timestamp::ZERO);
     let mut checker = Checker::new(trace.config.clone(), services);
     for c in checks {
         checker.add_check(c);
     }
     let mut core = restore(trace, start, trace.initial.clone())?;
     checker.start(start, &trace.initial, &core)?;
+    // A production trace hashes each process's outputs on its own.
+    let mut process_hash = OutputHash::default();
     for event in &trace.events {
         let mut outputs = Vec::new();
         match event {
-            Event::Input { now, input } => {
+            Event::Input {
+                now,
+                input,
+                outputs_hash,
+            } => {
                 checker.before(*now, input)?;
                 let handled = catch_unwind(AssertUnwindSafe(|| {
                     core.handle(*now, input.clone());
@@ -74,6 +80,19 @@ fn run(
                 outputs = handled.map_err(|p| crash(&*p))?;
                 for o in &outputs {
                     hash.add(*now, o);
+                    process_hash.add(*now, o);
+                }
+                if let Some(expected) = outputs_hash {
+                    if *expected != process_hash.hex() {
+                        return Err(safety(
+                            Invariant::Determinism,
+                            format!(
+                                "replay produced outputs hash {} at {} ms, the trace recorded {expected}",
+                                process_hash.hex(),
+                                now.as_millis()
+                            ),
+                        ));
+                    }
                 }
                 let judged = checker.after(*now, &outputs, &core);
                 if let (Err(_), Some(k)) = (&judged, kept.as_deref_mut()) {
@@ -84,6 +103,7 @@ fn run(
             }
             Event::Restart { now, records } => {
                 core = restore(trace, *now, records.clone())?;
+                process_hash = OutputHash::default();
                 checker.restart(*now, records, &core)?;
             }
             Event::Quiet { now } => checker.finish(*now, &core)?,
@@ -128,9 +148,7 @@ fn crash(panic: &(dyn std::any::Any + Send)) -> Violation {
 pub fn render(trace: &Trace, outputs: &[Vec<Output>]) -> String {
     let mut text = String::new();
     let origin = trace
-        .scenario
-        .as_ref()
-        .map(|s| s.start)
+        .start
         .or_else(|| match trace.events.first() {
             Some(Event::Input { now, .. }) => Some(*now),
             _ => None,
@@ -139,7 +157,7 @@ pub fn render(trace: &Trace, outputs: &[Vec<Output>]) -> String {
     let t = |now: &Timestamp| format!("{:>9.3}s", now.since(origin) as f64 / 1000.0);
     for (i, event) in trace.events.iter().enumerate() {
         match event {
-            Event::Input { now, input } => {
+            Event::Input { now, input, .. } => {
                 let _ = writeln!(text, "{} #{i:<5} → {}", t(now), input_line(input, origin));
             }
             Event::Restart { now, records } => {

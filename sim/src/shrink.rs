@@ -5,7 +5,7 @@
 //! re-simulating each candidate — so every shrunk run is a coherent world
 //! with no dangling call ids — and keeping it while the same invariant still
 //! fails. A production trace has no choices; it shrinks by deleting inputs
-//! and replaying what is left.
+//! and replaying what is left, renumbered.
 
 use crate::checker::Check;
 use crate::choices::Recorded;
@@ -13,6 +13,11 @@ use crate::invariant::Violation;
 use crate::replay::replay;
 use crate::trace::{Event, Trace};
 use crate::world::{RunResult, World};
+use compact_str::CompactString;
+use std::collections::BTreeMap;
+use tour_dispatcher::core::{
+    AssignmentId, CallId, Dispatcher, Input, KeyHash, Output, Record, Slot, Timestamp,
+};
 
 /// Makes the per-test checks afresh for each re-simulation.
 pub type Checks<'a> = &'a dyn Fn() -> Vec<Box<dyn Check>>;
@@ -136,7 +141,9 @@ fn lower_values(
 }
 
 /// The smallest sub-trace of a production trace (by deleting inputs) that
-/// still fails with `target`.
+/// still fails with `target`. Deleting an input shifts the ids the core
+/// allocates after it (calls, journal sequence numbers, assignment ids), so
+/// every candidate is renumbered against what the core makes of it.
 pub fn shrink_inputs(
     trace: &Trace,
     target: &Violation,
@@ -144,29 +151,252 @@ pub fn shrink_inputs(
     budget: usize,
 ) -> Trace {
     let mut runs = 0usize;
+    // Deleting inputs changes the outputs: recorded hashes no longer apply.
     let mut best = trace.clone();
     best.outputs_hash = None;
-    let mut size = best.events.len().div_ceil(2).max(1);
-    loop {
-        let mut i = best.events.len();
-        while i > 0 && runs < budget {
-            let start = i.saturating_sub(size);
-            let mut candidate = best.clone();
-            candidate.events.drain(start..i);
-            runs += 1;
-            let r = replay(&candidate, false, checks());
-            if r.violation.is_some_and(|v| v.same_failure(target)) {
-                best = candidate;
-            }
-            i = start;
+    for e in &mut best.events {
+        if let Event::Input { outputs_hash, .. } = e {
+            *outputs_hash = None;
         }
-        if size == 1 || runs >= budget {
+    }
+    let made = Made::of(&best);
+    let fails = |t: &Trace| {
+        let renumbered = made.renumber(t);
+        let failed = replay(&renumbered, false, checks())
+            .violation
+            .is_some_and(|v| v.same_failure(target));
+        failed.then_some(renumbered)
+    };
+    // Passes of halves down to single inputs, until one removes nothing.
+    loop {
+        let before = best.events.len();
+        let mut size = before.div_ceil(2).max(1);
+        loop {
+            let mut i = best.events.len();
+            while i > 0 && runs < budget {
+                let start = i.saturating_sub(size);
+                let mut candidate = best.clone();
+                let mut k = 0;
+                // Restarts and the quiet mark stay: only inputs go.
+                candidate.events.retain(|e| {
+                    k += 1;
+                    !((start..i).contains(&(k - 1)) && matches!(e, Event::Input { .. }))
+                });
+                runs += 1;
+                if candidate.events.len() < best.events.len() && fails(&candidate).is_some() {
+                    best = candidate;
+                }
+                i = start;
+            }
+            if size == 1 || runs >= budget {
+                break;
+            }
+            size /= 2;
+        }
+        if best.events.len() == before || runs >= budget {
             break;
         }
-        size /= 2;
     }
-    best.failure = replay(&best, false, checks()).violation;
-    best
+    let mut small = fails(&best).unwrap_or_else(|| made.renumber(&best));
+    small.failure = replay(&small, false, checks()).violation;
+    small
+}
+
+/// What made a call or a write, to find it again in a shorter run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Key {
+    Fetch(Output),
+    Rules(Vec<Slot>),
+    Booked(CompactString, Timestamp, CompactString),
+    Answered(KeyHash),
+    Undone(Option<KeyHash>),
+    Cancelled,
+    Sequence,
+}
+
+/// What the original run made, per process, in order.
+struct Made {
+    calls: Vec<Vec<(u64, Key)>>,
+    writes: Vec<Vec<(u64, Key, Option<AssignmentId>)>>,
+}
+
+/// Which original ids a shorter run maps to which of its own.
+#[derive(Default)]
+struct Renumbering {
+    calls: BTreeMap<u64, u64>,
+    writes: BTreeMap<u64, u64>,
+    used_calls: Vec<bool>,
+    used_writes: Vec<bool>,
+}
+
+impl Made {
+    fn of(trace: &Trace) -> Made {
+        let outputs = replay(trace, true, Vec::new()).outputs;
+        let mut made = Made {
+            calls: vec![Vec::new()],
+            writes: vec![Vec::new()],
+        };
+        for (e, outs) in trace.events.iter().zip(&outputs) {
+            if matches!(e, Event::Restart { .. }) {
+                made.calls.push(Vec::new());
+                made.writes.push(Vec::new());
+            }
+            for o in outs {
+                if let Some((call, key)) = call_key(o) {
+                    if let Some(c) = made.calls.last_mut() {
+                        c.push((call, key));
+                    }
+                }
+                if let Output::Persist { seq, record } = o {
+                    let (key, id) = write_key(record);
+                    if let Some(w) = made.writes.last_mut() {
+                        w.push((*seq, key, id));
+                    }
+                }
+            }
+        }
+        made
+    }
+
+    /// `trace` with its inputs' ids rewritten to what a core makes of it;
+    /// inputs about calls or writes that no longer happen are dropped.
+    fn renumber(&self, trace: &Trace) -> Trace {
+        let mut out = trace.clone();
+        out.events.clear();
+        let Ok(mut core) = Dispatcher::restore(
+            trace.config.clone(),
+            trace.start.unwrap_or(Timestamp::ZERO),
+            trace.initial.clone(),
+        ) else {
+            return trace.clone();
+        };
+        let mut process = 0usize;
+        let mut map = Renumbering::default();
+        let mut ids: BTreeMap<AssignmentId, AssignmentId> = BTreeMap::new();
+        for e in &trace.events {
+            match e {
+                Event::Input { now, input, .. } => {
+                    let Some(input) = map.input(input, &ids) else {
+                        continue;
+                    };
+                    core.handle(*now, input.clone());
+                    while let Some(o) = core.poll_output() {
+                        self.note(process, &o, &mut map, &mut ids);
+                    }
+                    out.events.push(Event::Input {
+                        now: *now,
+                        input,
+                        outputs_hash: None,
+                    });
+                }
+                Event::Restart { now, records } => {
+                    if let Ok(c) = Dispatcher::restore(trace.config.clone(), *now, records.clone())
+                    {
+                        core = c;
+                    }
+                    process += 1;
+                    map = Renumbering::default();
+                    out.events.push(e.clone());
+                }
+                Event::Quiet { .. } => out.events.push(e.clone()),
+            }
+        }
+        out
+    }
+
+    /// Maps what output `o` made to the first unmapped original maker like it.
+    fn note(
+        &self,
+        process: usize,
+        o: &Output,
+        map: &mut Renumbering,
+        ids: &mut BTreeMap<AssignmentId, AssignmentId>,
+    ) {
+        let calls = self.calls.get(process).map_or(&[][..], Vec::as_slice);
+        let writes = self.writes.get(process).map_or(&[][..], Vec::as_slice);
+        map.used_calls.resize(calls.len(), false);
+        map.used_writes.resize(writes.len(), false);
+        if let Some((call, key)) = call_key(o) {
+            if let Some(i) = (0..calls.len()).find(|&i| !map.used_calls[i] && calls[i].1 == key) {
+                map.used_calls[i] = true;
+                map.calls.insert(calls[i].0, call);
+            }
+        }
+        if let Output::Persist { seq, record } = o {
+            let (key, id) = write_key(record);
+            if let Some(i) = (0..writes.len()).find(|&i| !map.used_writes[i] && writes[i].1 == key)
+            {
+                map.used_writes[i] = true;
+                map.writes.insert(writes[i].0, *seq);
+                if let (Some(old), Some(new)) = (writes[i].2, id) {
+                    ids.insert(old, new);
+                }
+            }
+        }
+    }
+}
+
+impl Renumbering {
+    fn call(&self, call: CallId) -> Option<CallId> {
+        self.calls.get(&call.0).map(|&c| CallId(c))
+    }
+
+    /// `input` in the shorter run's ids, or `None` if it no longer applies.
+    fn input(&self, input: &Input, ids: &BTreeMap<AssignmentId, AssignmentId>) -> Option<Input> {
+        let mut input = input.clone();
+        match &mut input {
+            Input::SlotsStreamed { call, .. }
+            | Input::StreamEnded { call, .. }
+            | Input::RuleVerdicts { call, .. } => *call = self.call(*call)?,
+            Input::Persisted { upto } => {
+                *upto = self.writes.range(..=*upto).map(|(_, &n)| n).max()?;
+            }
+            Input::PersistFailed { from } => {
+                *from = self.writes.range(*from..).map(|(_, &n)| n).min()?;
+            }
+            Input::CancelAssignment { id, .. } => {
+                if let Some(&new) = ids.get(id) {
+                    *id = new;
+                }
+            }
+            Input::Submit { .. } | Input::ClientGone { .. } | Input::Drain { .. } | Input::Tick => {
+            }
+        }
+        Some(input)
+    }
+}
+
+fn call_key(o: &Output) -> Option<(u64, Key)> {
+    match o {
+        Output::FetchAvailability { call, .. } => {
+            let mut anonymous = o.clone();
+            if let Output::FetchAvailability { call, deadline, .. } = &mut anonymous {
+                *call = CallId(0);
+                *deadline = Timestamp::ZERO;
+            }
+            Some((call.0, Key::Fetch(anonymous)))
+        }
+        Output::CheckRules {
+            call, candidates, ..
+        } => Some((
+            call.0,
+            Key::Rules(candidates.iter().map(|c| c.slot.clone()).collect()),
+        )),
+        _ => None,
+    }
+}
+
+fn write_key(record: &Record) -> (Key, Option<AssignmentId>) {
+    match record {
+        Record::Booked { assignment: a, .. } => (
+            Key::Booked(a.agent_id.clone(), a.start, a.customer_id.clone()),
+            Some(a.id),
+        ),
+        Record::Answered { key, .. } => (Key::Answered(key.key), None),
+        Record::Undone { key, .. } => (Key::Undone(*key), None),
+        Record::Cancelled { .. } => (Key::Cancelled, None),
+        Record::Sequence { .. } => (Key::Sequence, None),
+    }
 }
 
 /// Whether a trace is a simulator trace that shrinks by choices.

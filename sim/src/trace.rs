@@ -11,25 +11,28 @@
 //!
 //! # Production traces (`tour-dispatcher --record-trace FILE`)
 //!
-//! JSON lines, one object per line, appended as the server runs:
+//! JSON lines, appended as the server runs (a file may hold several runs):
 //!
 //! ```text
-//! {"format": 1, "config": <core::Config>, "records": [<core::Record>, ...]}
-//! {"now": <ms since the Unix epoch>, "input": <core::Input>}
-//! {"now": <ms>, "input": <core::Input>}
+//! {"format": 1, "config": <core::Config>, "records": [<core::Record>, ...], "now": <ms>, "source": "server"}
+//! {"now": <ms since the Unix epoch>, "input": <core::Input>, "outputs_hash": "<16 hex digits>"}
 //! ...
 //! ```
 //!
-//! - The first line is a header: `format` is [`FORMAT`]; `config` is the
-//!   core's `Config` exactly as given to `Dispatcher::new`/`restore` (serde,
-//!   secret included, so replayed ids and hashes match); `records` (optional,
-//!   default empty) are the durable records the process started from, in
-//!   journal order, as passed to `Dispatcher::restore`.
-//! - Every later line is one input, with the `now` it was handled at, in the
-//!   order `Dispatcher::handle` saw them (`Tick`s included: they fire timers).
-//!   `Input` and `Record` use their serde derive (externally tagged enums).
-//! - A restart of the server appends a new header line: replay restores a
-//!   fresh core from its `records` and goes on.
+//! - A header line opens each run of the process: `format` is [`FORMAT`];
+//!   `config` is the core's `Config` exactly as given to `Dispatcher::restore`
+//!   (secret included, so replayed ids and hashes match); `records` (default
+//!   empty) the durable records it was restored from, in journal order; `now`
+//!   (optional) the time of the restore. Other members are ignored. A header
+//!   after the first is a restart: replay restores a fresh core from its
+//!   `records` and goes on.
+//! - Every other line is one input, with the `now` it was handled at, in the
+//!   order `Dispatcher::handle` saw them (`Tick`s included: they fire
+//!   timers). `outputs_hash` (optional) is the running [`OutputHash`] of every
+//!   output of this process so far — it starts afresh at each header — and
+//!   replay checks it line by line.
+//! - `Input`, `Config` and `Record` use their serde derive (externally tagged
+//!   enums).
 //!
 //! `tour-sim replay FILE` accepts either form: it feeds the inputs to a fresh
 //! core, checks every invariant with the same checker as the simulator, and
@@ -50,8 +53,14 @@ pub const FORMAT: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// `handle(now, input)`.
-    Input { now: Timestamp, input: Input },
+    /// `handle(now, input)`; a production trace also says what the running
+    /// hash of this process's outputs was after it.
+    Input {
+        now: Timestamp,
+        input: Input,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outputs_hash: Option<String>,
+    },
     /// The process crashed; a fresh one restored from `records`.
     Restart {
         now: Timestamp,
@@ -73,6 +82,10 @@ pub struct Trace {
     pub scenario: Option<Scenario>,
     #[serde(default)]
     pub initial: Vec<Record>,
+    /// When the core was created or restored from `initial` (default: the
+    /// first event's time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Timestamp>,
     pub events: Vec<Event>,
     /// The running hash of every output, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,12 +119,16 @@ struct Header {
     config: Config,
     #[serde(default)]
     records: Vec<Record>,
+    #[serde(default)]
+    now: Option<Timestamp>,
 }
 
 #[derive(Deserialize)]
 struct Line {
     now: Timestamp,
     input: Input,
+    #[serde(default)]
+    outputs_hash: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -169,12 +186,13 @@ impl Trace {
             config: header.config,
             scenario: None,
             initial: header.records,
+            start: header.now,
             events: Vec::new(),
             outputs_hash: None,
             choices: None,
             failure: None,
         };
-        let mut last = Timestamp::ZERO;
+        let mut last = header.now.unwrap_or(Timestamp::ZERO);
         for (i, line) in lines {
             let parsed: ProductionLine =
                 serde_json::from_str(line).map_err(|source| TraceError::Parse {
@@ -188,10 +206,11 @@ impl Trace {
                     Event::Input {
                         now: l.now,
                         input: l.input,
+                        outputs_hash: l.outputs_hash,
                     }
                 }
                 ProductionLine::Header(h) => Event::Restart {
-                    now: last,
+                    now: h.now.unwrap_or(last),
                     records: h.records,
                 },
             });
@@ -274,11 +293,13 @@ mod tests {
             vec![
                 Event::Input {
                     now: Timestamp(5),
-                    input: Input::Tick
+                    input: Input::Tick,
+                    outputs_hash: None,
                 },
                 Event::Input {
                     now: Timestamp(6),
-                    input: Input::ClientGone { ticket: Ticket(3) }
+                    input: Input::ClientGone { ticket: Ticket(3) },
+                    outputs_hash: None,
                 },
                 Event::Restart {
                     now: Timestamp(6),

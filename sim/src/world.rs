@@ -336,6 +336,7 @@ impl<'c, T: Tap> World<'c, T> {
             config: self.scenario.config.clone(),
             scenario: Some(self.scenario.clone()),
             initial: Vec::new(),
+            start: Some(self.scenario.start),
             events,
             outputs_hash: Some(outputs_hash.clone()),
             choices: self.choices.recorded().map(<[u64]>::to_vec),
@@ -464,6 +465,7 @@ impl<'c, T: Tap> World<'c, T> {
             t.push(TraceEvent::Input {
                 now,
                 input: input.clone(),
+                outputs_hash: None,
             });
         }
         let journal_failed = matches!(input, Input::PersistFailed { .. });

@@ -11,8 +11,8 @@ use tour_sim::choices::Seeded;
 use tour_sim::invariant::Violation;
 use tour_sim::replay::{render, replay};
 use tour_sim::runner::run_seeds;
-use tour_sim::shrink::{inputs, shrink_choices};
-use tour_sim::trace::{Event, Trace};
+use tour_sim::shrink::{inputs, shrink_choices, shrink_inputs};
+use tour_sim::trace::{Event, OutputHash, Trace};
 use tour_sim::world::{run_seed, RunResult, Tap, World};
 
 fn seed_count() -> u64 {
@@ -113,36 +113,74 @@ fn a_trace_replays_to_the_same_outputs_through_a_file() {
     assert_eq!(v.invariant, "10 determinism");
 }
 
-/// The server's `--record-trace` form: a header line, then one input per
-/// line, and a header again after a restart.
-#[test]
-fn a_production_trace_replays() {
-    let seed = (0..200)
+/// The server's `--record-trace` form of a simulated run: a header line,
+/// then one input per line with the running hash of that process's
+/// outputs, and a header again after each restart.
+fn production_text(trace: &Trace) -> String {
+    let outputs = replay(trace, true, Vec::new()).outputs;
+    let header = |records: &[tour_dispatcher::core::Record], now| {
+        serde_json::json!({"format": 1, "config": trace.config, "records": records,
+            "now": now, "source": "server"})
+        .to_string()
+    };
+    let mut lines = vec![header(&trace.initial, trace.start)];
+    let mut hash = OutputHash::default();
+    for (e, outs) in trace.events.iter().zip(&outputs) {
+        match e {
+            Event::Input { now, input, .. } => {
+                for o in outs {
+                    hash.add(*now, o);
+                }
+                lines.push(
+                    serde_json::json!({"now": now, "input": input, "outputs_hash": hash.hex()})
+                        .to_string(),
+                );
+            }
+            Event::Restart { now, records } => {
+                hash = OutputHash::default();
+                lines.push(header(records, Some(*now)));
+            }
+            Event::Quiet { .. } => {}
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+fn crashing_seed() -> u64 {
+    (0..200)
         .find(|&s| {
-            let r = run_seed(s, true);
+            let r = run_seed(s, false);
             r.stats.crashes > 0 && r.violation.is_none()
         })
-        .expect("some seed crashes");
+        .expect("some seed crashes")
+}
+
+#[test]
+fn a_production_trace_replays_and_checks_its_hashes() {
+    let seed = crashing_seed();
     let r = run_seed(seed, true);
     let trace = r.trace.expect("trace");
-    let mut text = serde_json::json!({"format": 1, "config": trace.config}).to_string();
-    text.push('\n');
-    for e in &trace.events {
-        let line = match e {
-            Event::Input { now, input } => serde_json::json!({"now": now, "input": input}),
-            Event::Restart { records, .. } => {
-                serde_json::json!({"format": 1, "config": trace.config, "records": records})
-            }
-            Event::Quiet { .. } => continue,
-        };
-        text.push_str(&line.to_string());
-        text.push('\n');
-    }
+    let text = production_text(&trace);
     let production = Trace::parse("recorded", &text).expect("parses");
     assert!(production.choices.is_none() && production.seed.is_none());
     let replayed = replay(&production, false, Vec::new());
     assert!(replayed.violation.is_none(), "{:?}", replayed.violation);
     assert_eq!(replayed.outputs_hash, r.outputs_hash, "seed {seed}");
+    // A line whose recorded hash does not match is a determinism failure.
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let i = lines.len() / 2;
+    let mut line: serde_json::Value = serde_json::from_str(&lines[i]).expect("json");
+    if line.get("outputs_hash").is_none() {
+        line = serde_json::from_str(&lines[i + 1]).expect("json");
+        lines.remove(i);
+    }
+    line["outputs_hash"] = serde_json::json!("0000000000000000");
+    lines[i] = line.to_string();
+    let tampered = Trace::parse("recorded", &lines.join("\n")).expect("parses");
+    let v = replay(&tampered, false, Vec::new())
+        .violation
+        .expect("caught");
+    assert_eq!(v.invariant, "10 determinism");
 }
 
 /// A per-test check: at most three assignments may be acknowledged.
@@ -204,6 +242,37 @@ fn a_long_failing_run_shrinks_to_a_handful_of_inputs() {
     );
     // Four bookings need four submits and their streams, verdicts and writes.
     assert!(inputs(&small) <= 30, "{} inputs left", inputs(&small));
+}
+
+#[test]
+fn a_production_trace_shrinks_by_deleting_inputs() {
+    let (seed, failing) = (0..50)
+        .map(|s| (s, run_checked(s, at_most_three())))
+        .find(|(_, r)| r.violation.is_some() && r.stats.crashes == 0)
+        .expect("a run with more than 3 assignments");
+    let v = failing.violation.expect("violation");
+    let sim = failing.trace.expect("trace");
+    let production = Trace::parse("recorded", &production_text(&sim)).expect("parses");
+    let before = replay(&production, false, at_most_three()).violation;
+    assert!(before.is_some_and(|w| w.same_failure(&v)), "seed {seed}");
+    let small = shrink_inputs(&production, &v, &at_most_three, 2_000);
+    let outputs = replay(&small, true, at_most_three()).outputs;
+    println!(
+        "seed {seed}: {} inputs shrunk to {}\n{}",
+        inputs(&production),
+        inputs(&small),
+        render(&small, &outputs)
+    );
+    let after = replay(&small, false, at_most_three()).violation;
+    assert!(after.is_some_and(|w| w.same_failure(&v)), "still fails");
+    // Deleting a submit renumbers the calls after it, so a production trace
+    // shrinks less than a simulated one; it still sheds most of its inputs.
+    assert!(
+        inputs(&small) * 2 < inputs(&production),
+        "{} of {} inputs left",
+        inputs(&small),
+        inputs(&production)
+    );
 }
 
 // ----- faulty variants of the core, through a tap on its outputs ------------
