@@ -207,6 +207,11 @@ pub struct Checker {
 
 type Checked = Result<(), Violation>;
 
+/// Steps between two full comparisons of the core's book with the model's
+/// (besides every quiet moment): often enough to catch a drift near where
+/// it happened, rarely enough to stay cheap.
+const BOOK_CHECK_EVERY: u64 = 64;
+
 impl Checker {
     pub fn new(config: Config, services: Option<Services>) -> Self {
         Checker {
@@ -348,6 +353,9 @@ impl Checker {
         if self.is_quiet() && self.changed_since_quiet {
             self.changed_since_quiet = false;
             self.check_quiet(now, core)?;
+        } else if self.step % BOOK_CHECK_EVERY == 0 {
+            // In flight or not, the core's book holds what the model holds.
+            self.compare_book(now, core)?;
         }
         self.count_stats(core);
         self.run_extra()
