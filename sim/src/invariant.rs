@@ -94,6 +94,22 @@ impl Violation {
         }
     }
 
+    /// A panic inside the core (exit 127).
+    pub fn from_panic(panic: &(dyn std::any::Any + Send)) -> Self {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        Violation {
+            invariant: "core-panic".into(),
+            kind: Kind::Crash,
+            message,
+            step: 0,
+            now: Timestamp::ZERO,
+        }
+    }
+
     /// Whether this is the same failure as `other` (for shrinking).
     pub fn same_failure(&self, other: &Violation) -> bool {
         self.invariant == other.invariant && self.kind == other.kind

@@ -3,7 +3,7 @@
 //! Also renders a run as readable text, one line per input and output.
 
 use crate::checker::{Check, Checker};
-use crate::invariant::{safety, Invariant, Kind, Violation};
+use crate::invariant::{safety, Invariant, Violation};
 use crate::trace::{Event, OutputHash, Trace};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,10 +24,15 @@ pub fn replay(trace: &Trace, keep_outputs: bool, checks: Vec<Box<dyn Check>>) ->
     let violation = run(trace, &mut hash, keep_outputs.then_some(&mut kept), checks).err();
     let outputs_hash = hash.hex();
     let violation = violation.or_else(|| match &trace.outputs_hash {
-        Some(h) if *h != outputs_hash => Some(safety(
-            Invariant::Determinism,
-            format!("replay produced outputs hash {outputs_hash}, the trace recorded {h}"),
-        )),
+        Some(h) if *h != outputs_hash => {
+            let mut v = safety(
+                Invariant::Determinism,
+                format!("replay produced outputs hash {outputs_hash}, the trace recorded {h}"),
+            );
+            v.step = trace.events.len() as u64;
+            v.now = trace.events.last().map_or(Timestamp::ZERO, Event::now);
+            Some(v)
+        }
         _ => None,
     });
     Replayed {
@@ -48,9 +53,7 @@ fn run(
         services.index();
         services
     });
-    let first = trace.events.first().map(|e| match e {
-        Event::Input { now, .. } | Event::Restart { now, .. } | Event::Quiet { now } => *now,
-    });
+    let first = trace.events.first().map(Event::now);
     let start = trace.start.or(first).unwrap_or(Timestamp::ZERO);
     let mut checker = Checker::new(trace.config.clone(), services);
     for c in checks {
@@ -77,7 +80,7 @@ fn run(
                     }
                     outs
                 }));
-                outputs = handled.map_err(|p| crash(&*p))?;
+                outputs = handled.map_err(|p| Violation::from_panic(&*p))?;
                 for o in &outputs {
                     hash.add(*now, o);
                     process_hash.add(*now, o);
@@ -126,21 +129,6 @@ fn restore(
             format!("restore refused: {e}"),
         )
     })
-}
-
-fn crash(panic: &(dyn std::any::Any + Send)) -> Violation {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into());
-    Violation {
-        invariant: "core-panic".into(),
-        kind: Kind::Crash,
-        message,
-        step: 0,
-        now: Timestamp::ZERO,
-    }
 }
 
 /// The trace as text: one line per input (`→`) and per output (`←`), with

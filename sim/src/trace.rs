@@ -71,6 +71,15 @@ pub enum Event {
     Quiet { now: Timestamp },
 }
 
+impl Event {
+    /// When it happened.
+    pub fn now(&self) -> Timestamp {
+        match self {
+            Event::Input { now, .. } | Event::Restart { now, .. } | Event::Quiet { now } => *now,
+        }
+    }
+}
+
 /// A whole run, replayable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trace {

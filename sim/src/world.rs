@@ -11,7 +11,7 @@
 use crate::checker::{Check, Checker, Params};
 use crate::choices::{Choices, ChoicesExt};
 use crate::coverage::{Coverage, Mark};
-use crate::invariant::{liveness, safety, Invariant, Kind, Violation};
+use crate::invariant::{liveness, safety, Invariant, Violation};
 use crate::journal::{draw_fault, SimJournal};
 use crate::scenario::{Faults, Scenario};
 use crate::trace::{Event as TraceEvent, OutputHash, Trace, FORMAT};
@@ -481,7 +481,7 @@ impl<'c, T: Tap> World<'c, T> {
             }
             outputs
         }));
-        let outputs = handled.map_err(|panic| core_panic(&panic))?;
+        let outputs = handled.map_err(|panic| Violation::from_panic(&*panic))?;
         for out in &outputs {
             self.hash.add(now, out);
         }
@@ -1152,22 +1152,6 @@ impl<'c, T: Tap> World<'c, T> {
                 self.feed(Input::Drain { deadline })
             }
         }
-    }
-}
-
-/// A panic inside the core, as a violation.
-fn core_panic(panic: &(dyn std::any::Any + Send)) -> Violation {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into());
-    Violation {
-        invariant: "core-panic".into(),
-        kind: Kind::Crash,
-        message,
-        step: 0,
-        now: Timestamp::ZERO,
     }
 }
 
