@@ -353,7 +353,7 @@ impl Checker {
         if self.is_quiet() && self.changed_since_quiet {
             self.changed_since_quiet = false;
             self.check_quiet(now, core)?;
-        } else if self.step % BOOK_CHECK_EVERY == 0 {
+        } else if self.step.is_multiple_of(BOOK_CHECK_EVERY) {
             // In flight or not, the core's book holds what the model holds.
             self.compare_book(now, core)?;
         }
