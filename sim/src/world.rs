@@ -1155,6 +1155,12 @@ impl<'c, T: Tap> World<'c, T> {
     }
 }
 
+/// Runs the world a fuzzer's bytes describe (the scenario fuzz target).
+pub fn run_bytes(bytes: &[u8]) -> RunResult {
+    let mut choices = crate::choices::Bytes::new(bytes);
+    World::new(&mut choices).run(None)
+}
+
 /// Runs one seed.
 pub fn run_seed(seed: u64, record: bool) -> RunResult {
     let mut choices = if record {

@@ -66,6 +66,27 @@ fn seeds_hold_every_invariant_and_reach_every_hard_path() {
     }
 }
 
+/// The fuzz target's entry: any bytes describe a coherent world that ends.
+#[test]
+fn arbitrary_bytes_make_worlds_that_hold() {
+    let mut bytes = Vec::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for round in 0..32 {
+        for _ in 0..round * 16 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            bytes.push(x as u8);
+        }
+        let r = tour_sim::world::run_bytes(&bytes);
+        assert!(r.violation.is_none(), "round {round}: {:?}", r.violation);
+        assert_eq!(
+            r.outputs_hash,
+            tour_sim::world::run_bytes(&bytes).outputs_hash
+        );
+    }
+}
+
 #[test]
 fn the_same_seed_gives_the_same_trace() {
     for seed in [0, 1, 7, 42] {
