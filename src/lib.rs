@@ -7,4 +7,5 @@
 
 pub mod core;
 pub mod embedded;
+pub mod journal;
 pub mod server;

@@ -9,7 +9,9 @@ use crate::core::attempt::{Attempt, Batch, Fetch, Intake, Phase, SlotRules};
 use crate::core::book::{Assignment, AssignmentStatus, Book, Slot};
 use crate::core::config::{Config, ConfigError};
 use crate::core::idempotency::{IdempotencyTable, StoredAnswer};
-use crate::core::ids::{AssignmentId, AttemptId, CallId, Fingerprint, KeyHash, Ticket};
+use crate::core::ids::{
+    AssignmentId, AttemptId, CallId, Fingerprint, KeyHash, PrehashedMap, Ticket,
+};
 use crate::core::io::{
     CancelReason, Candidate, Dependency, DependencyError, Input, Output, Response, RuleRequest,
     TimerReason,
@@ -36,7 +38,6 @@ pub enum RestoreError {
 #[derive(Debug, Clone)]
 struct Stored {
     assignment: Assignment,
-    key: Option<KeyHash>,
     keep_until: Timestamp,
 }
 
@@ -74,10 +75,13 @@ pub struct Dispatcher {
     shards: Vec<ShardQueue>,
     keys: IdempotencyTable,
     book: Book,
-    assignments: BTreeMap<AssignmentId, Stored>,
+    /// Boxed: the map stays small while it grows (half empty after each
+    /// doubling), and the assignment does not move.
+    assignments: PrehashedMap<AssignmentId, Box<Stored>>,
     /// (keep_until, id) of every stored assignment.
     retention: BTreeSet<(Timestamp, AssignmentId)>,
-    attempts: BTreeMap<AttemptId, Attempt>,
+    /// Boxed: an attempt is large and the map moves its values.
+    attempts: BTreeMap<AttemptId, Box<Attempt>>,
     tickets: BTreeMap<Ticket, Waiter>,
     calls: BTreeMap<CallId, AttemptId>,
     writes: BTreeMap<u64, Write>,
@@ -114,7 +118,7 @@ impl Dispatcher {
             book: Book::new(config.travel_buffer_ms()),
             config,
             now: Timestamp::ZERO,
-            assignments: BTreeMap::new(),
+            assignments: PrehashedMap::default(),
             retention: BTreeSet::new(),
             attempts: BTreeMap::new(),
             tickets: BTreeMap::new(),
@@ -198,9 +202,11 @@ impl Dispatcher {
         self.assignments.get(id).map(|s| &s.assignment)
     }
 
-    /// Every durable assignment in memory, by id.
-    pub fn assignments(&self) -> impl Iterator<Item = &Assignment> + '_ {
-        self.assignments.values().map(|s| &s.assignment)
+    /// Every durable assignment in memory, in id order.
+    pub fn assignments(&self) -> Vec<&Assignment> {
+        let mut all: Vec<&Assignment> = self.assignments.values().map(|s| &s.assignment).collect();
+        all.sort_unstable_by_key(|a| a.id);
+        all
     }
 
     /// Every booking held in the book (durable and in flight), for checks.
@@ -229,13 +235,19 @@ impl Dispatcher {
         let mut records = vec![Record::Sequence {
             next: self.next_assignment,
         }];
-        for stored in self.assignments.values() {
-            let key = stored
-                .key
-                .and_then(|k| self.key_entry_for(&k, stored.assignment.id));
+        // Which live key remembers which assignment.
+        let mut keys_of: BTreeMap<AssignmentId, KeyEntry> = BTreeMap::new();
+        for (entry, answer) in self.keys.durable() {
+            if let StoredAnswer::Assigned(id) = answer {
+                keys_of.insert(*id, entry);
+            }
+        }
+        let mut stored: Vec<&Stored> = self.assignments.values().map(|s| &**s).collect();
+        stored.sort_unstable_by_key(|s| s.assignment.id);
+        for stored in stored {
             records.push(Record::Booked {
                 assignment: stored.assignment.clone(),
-                key,
+                key: keys_of.get(&stored.assignment.id).copied(),
             });
         }
         for (entry, answer) in self.keys.durable() {
@@ -293,7 +305,7 @@ impl Dispatcher {
             return self.answer_new(ticket, self.overloaded(), false);
         }
         let key = key.map(|k| {
-            let fingerprint = Fingerprint::of(&self.config.secret, &body.canonical_json());
+            let fingerprint = body.fingerprint(&self.config.secret);
             (KeyHash::of(&self.config.secret, &k), fingerprint)
         });
         if let Some((key, fingerprint)) = key {
@@ -373,7 +385,7 @@ impl Dispatcher {
             rerun: Vec::new(),
             phase: Phase::Queued,
         };
-        self.attempts.insert(id, attempt);
+        self.attempts.insert(id, Box::new(attempt));
         match validated {
             Err(errors) => self.conclude(id, Remembered::Invalid(errors)),
             Ok(_) => self.enqueue(id, deadline),
@@ -712,7 +724,7 @@ impl Dispatcher {
 
     /// Starts a new attempt for the tickets that waited on `a`'s undo (or
     /// replays the key's answer to them if the undo did not happen).
-    fn rerun(&mut self, a: Attempt) {
+    fn rerun(&mut self, a: Box<Attempt>) {
         let waiting: Vec<(Ticket, Timestamp)> = a
             .rerun
             .iter()
@@ -1161,11 +1173,10 @@ impl Dispatcher {
             .max(key_expiry);
         if let Some(old) = self.assignments.insert(
             id,
-            Stored {
+            Box::new(Stored {
                 assignment,
-                key: key.map(|k| k.key),
                 keep_until,
-            },
+            }),
         ) {
             self.retention.remove(&(old.keep_until, id));
         }
@@ -1192,18 +1203,6 @@ impl Dispatcher {
                 let a = &s.assignment;
                 self.book.remove(&a.agent_id, a.interval(), id);
             }
-        }
-    }
-
-    fn key_entry_for(&self, key: &KeyHash, id: AssignmentId) -> Option<KeyEntry> {
-        let e = self.keys.get(key)?;
-        match e.answer {
-            Some(StoredAnswer::Assigned(held)) if held == id => Some(KeyEntry {
-                key: *key,
-                fingerprint: e.fingerprint,
-                created_at: e.created_at,
-            }),
-            _ => None,
         }
     }
 

@@ -3,12 +3,11 @@
 //! the attempt currently working on it. Bounded: when full of unexpired keys
 //! a new key is refused, never an old one forgotten early.
 
-use crate::core::ids::{AssignmentId, AttemptId, Fingerprint, KeyHash};
+use crate::core::ids::{AssignmentId, AttemptId, Fingerprint, KeyHash, PrehashedMap};
 use crate::core::record::{KeyEntry, Remembered};
 use crate::core::request::FieldError;
 use crate::core::time::Timestamp;
-use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeSet;
 
 /// A remembered answer, by reference: the assignment's id, not its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,28 +40,9 @@ pub struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableFull;
 
-/// Keys are already keyed SipHash values, so their low bits are a good,
-/// deterministic hash on their own.
-#[derive(Default)]
-pub struct KeyHashHasher(u64);
-
-impl Hasher for KeyHashHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct IdempotencyTable {
-    entries: HashMap<KeyHash, Entry, BuildHasherDefault<KeyHashHasher>>,
+    entries: PrehashedMap<KeyHash, Entry>,
     /// (expiry, key) of every entry, so expiry is an ordered walk.
     by_expiry: BTreeSet<(Timestamp, KeyHash)>,
     ttl_ms: u64,
@@ -72,7 +52,7 @@ pub struct IdempotencyTable {
 impl IdempotencyTable {
     pub fn new(ttl_ms: u64, capacity: u32) -> Self {
         IdempotencyTable {
-            entries: HashMap::default(),
+            entries: PrehashedMap::default(),
             by_expiry: BTreeSet::new(),
             ttl_ms,
             capacity: capacity as usize,

@@ -60,6 +60,14 @@ impl Secret {
         h.finish128().as_u128()
     }
 
+    /// A streaming hasher for payload fingerprints.
+    pub fn payload_hasher(&self) -> PayloadHasher {
+        let mut h = SipHasher13x128::new_with_keys(self.k0, self.k1);
+        h.write(b"payload");
+        h.write_u8(0xff);
+        PayloadHasher(h)
+    }
+
     fn hash64(&self, domain: u8, word: u64) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
         h.write_u8(domain);
@@ -67,6 +75,34 @@ impl Secret {
         h.finish()
     }
 }
+
+/// A hasher for keys that are already uniformly distributed (keyed hashes,
+/// permuted ids): it keeps their low 64 bits. Deterministic, unlike std's
+/// default `RandomState`.
+#[derive(Default)]
+pub struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+/// A hash map over already-random keys ([`KeyHash`], [`AssignmentId`]).
+/// Never iterate it where order could reach an output.
+pub type PrehashedMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<PrehashedHasher>>;
 
 /// Unkeyed 64-bit hash for placement (the shard ring): SipHash-1-3 with
 /// constant keys, stable everywhere.
@@ -123,7 +159,28 @@ impl KeyHash {
 
 impl Fingerprint {
     pub fn of(secret: &Secret, canonical_payload: &[u8]) -> Self {
-        Fingerprint(secret.hash128(b"payload", canonical_payload))
+        let mut h = secret.payload_hasher();
+        h.0.write(canonical_payload);
+        h.finish()
+    }
+}
+
+/// Hashes a payload as it is written (see [`Fingerprint::of`]).
+pub struct PayloadHasher(SipHasher13x128);
+
+impl PayloadHasher {
+    pub fn finish(self) -> Fingerprint {
+        Fingerprint(self.0.finish128().as_u128())
+    }
+}
+
+impl std::io::Write for PayloadHasher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

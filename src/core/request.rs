@@ -3,6 +3,7 @@
 //! that lists every invalid field at once.
 
 use crate::core::config::Config;
+use crate::core::ids::{Fingerprint, Secret};
 use crate::core::time::{Timestamp, Window, MS_PER_DAY, MS_PER_MINUTE};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,15 @@ impl RawRequest {
     pub fn canonical_json(&self) -> Vec<u8> {
         // Serializing plain strings and integers cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The keyed hash of [`RawRequest::canonical_json`], computed without
+    /// building the text.
+    pub fn fingerprint(&self, secret: &Secret) -> Fingerprint {
+        let mut sink = secret.payload_hasher();
+        // Writing into a hasher cannot fail.
+        let _ = serde_json::to_writer(&mut sink, self);
+        sink.finish()
     }
 }
 

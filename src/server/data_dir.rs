@@ -1,101 +1,44 @@
-//! The data directory: created if missing, held by one server at a time
-//! (an exclusive lock on `server.lock`, released by the OS when the process
-//! ends, even by a crash), and home of the secret that keys the core's
-//! hashes and ids.
-//!
-//! The secret is drawn at random the first time and kept in `secret`: the
-//! ids of journaled assignments and the hashes of remembered idempotency
-//! keys depend on it, so it must outlive restarts.
+//! The secret kept in the data directory: the key of the core's hashes and
+//! ids. It is drawn at random the first time and kept in `secret`: the ids
+//! of journaled assignments and the hashes of remembered idempotency keys
+//! depend on it, so it must outlive restarts. (The journal holds the
+//! directory's lock; the secret is read after it is taken.)
 
 use crate::core::Secret;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-const LOCK_FILE: &str = "server.lock";
 const SECRET_FILE: &str = "secret";
 
-/// Why the data directory cannot be used.
+/// Why the secret cannot be had.
 #[derive(Debug, thiserror::Error)]
-pub enum DataDirError {
-    #[error("cannot create the data directory {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
-    #[error("the data directory {path} is in use by another tour-dispatcher (it holds {path}/server.lock); stop it or choose another --data-dir")]
-    Locked { path: PathBuf },
-    #[error("cannot lock the data directory {path}: {source}")]
-    Lock { path: PathBuf, source: io::Error },
+pub enum SecretError {
     #[error("cannot read or write the secret {path}: {source}")]
-    SecretIo { path: PathBuf, source: io::Error },
+    Io { path: PathBuf, source: io::Error },
     #[error("the secret {path} is damaged (expected 32 hex digits); restore it from a backup: the journal's ids depend on it")]
-    SecretDamaged { path: PathBuf },
+    Damaged { path: PathBuf },
+    #[error("the secret {path} is missing but the journal beside it has records; restore it from a backup: the journal's ids depend on it")]
+    Missing { path: PathBuf },
 }
 
-/// A locked data directory.
-#[derive(Debug)]
-pub struct DataDir {
-    path: PathBuf,
-    _lock: File,
-}
-
-impl DataDir {
-    /// Creates `path` if needed and locks it.
-    pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
-        fs::create_dir_all(path).map_err(|source| DataDirError::Create {
-            path: path.to_owned(),
-            source,
-        })?;
-        let lock_path = path.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| DataDirError::Lock {
-                path: path.to_owned(),
-                source,
-            })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(DataDirError::Locked {
-                    path: path.to_owned(),
-                })
-            }
-            Err(fs::TryLockError::Error(source)) => {
-                return Err(DataDirError::Lock {
-                    path: path.to_owned(),
-                    source,
-                })
-            }
+/// The secret kept in `dir`, created at random when `may_create` (the
+/// journal is empty) and there is none yet.
+pub fn load_or_create_secret(dir: &Path, may_create: bool) -> Result<Secret, SecretError> {
+    let path = dir.join(SECRET_FILE);
+    let io_error = |source| SecretError::Io {
+        path: path.clone(),
+        source,
+    };
+    match fs::read_to_string(&path) {
+        Ok(text) => parse_secret(text.trim()).ok_or(SecretError::Damaged { path: path.clone() }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => {
+            let secret = random_secret();
+            write_durably(&path, format_secret(&secret).as_bytes()).map_err(io_error)?;
+            Ok(secret)
         }
-        Ok(DataDir {
-            path: path.to_owned(),
-            _lock: lock,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The kept secret, created at random the first time.
-    pub fn secret(&self) -> Result<Secret, DataDirError> {
-        let path = self.path.join(SECRET_FILE);
-        let io_error = |source| DataDirError::SecretIo {
-            path: path.clone(),
-            source,
-        };
-        match fs::read_to_string(&path) {
-            Ok(text) => {
-                parse_secret(text.trim()).ok_or(DataDirError::SecretDamaged { path: path.clone() })
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let secret = random_secret();
-                write_durably(&path, format_secret(&secret).as_bytes()).map_err(io_error)?;
-                Ok(secret)
-            }
-            Err(e) => Err(io_error(e)),
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SecretError::Missing { path }),
+        Err(e) => Err(io_error(e)),
     }
 }
 
@@ -138,38 +81,34 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tour-data-dir-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("tour-secret-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
         dir
     }
 
     #[test]
-    fn creates_locks_and_keeps_the_secret() {
-        let path = scratch("keeps").join("nested");
-        let dir = DataDir::open(&path).unwrap();
-        assert!(path.is_dir());
-        let secret = dir.secret().unwrap();
-        assert_eq!(dir.secret().unwrap(), secret, "read back, not redrawn");
-        assert!(
-            matches!(DataDir::open(&path), Err(DataDirError::Locked { .. })),
-            "a second server is refused"
-        );
-        drop(dir);
-        let again = DataDir::open(&path).unwrap();
-        assert_eq!(again.secret().unwrap(), secret);
-        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    fn created_once_then_kept() {
+        let dir = scratch("kept");
+        let secret = load_or_create_secret(&dir, true).unwrap();
+        assert_eq!(load_or_create_secret(&dir, true).unwrap(), secret);
+        assert_eq!(load_or_create_secret(&dir, false).unwrap(), secret);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_damaged_secret_is_refused() {
-        let path = scratch("damaged");
-        let dir = DataDir::open(&path).unwrap();
-        fs::write(path.join(SECRET_FILE), "not hex").unwrap();
+    fn missing_beside_records_or_damaged_is_refused() {
+        let dir = scratch("refused");
         assert!(matches!(
-            dir.secret(),
-            Err(DataDirError::SecretDamaged { .. })
+            load_or_create_secret(&dir, false),
+            Err(SecretError::Missing { .. })
         ));
-        fs::remove_dir_all(&path).unwrap();
+        fs::write(dir.join(SECRET_FILE), "not hex").unwrap();
+        assert!(matches!(
+            load_or_create_secret(&dir, true),
+            Err(SecretError::Damaged { .. })
+        ));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -3,30 +3,20 @@
 //! reach the driver through an [`EventQueue`].
 //!
 //! [`MemoryJournal`] keeps nothing and acknowledges every append at once: it
-//! is `--ephemeral`. The durable journal implements the same trait, so the
-//! driver's `Persist` → `Persisted` path is the same for both.
+//! is `--ephemeral`. The [`DurableJournal`] (files, group commit on a writer
+//! thread) implements the same trait, so the driver's `Persist` →
+//! `Persisted` path is the same for both.
 
 use crate::core::Record;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-/// What the journal tells the driver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JournalEvent {
-    /// Every append with a sequence number up to `upto` is durable.
-    Persisted { upto: u64 },
-    /// Every append from `from` on failed; the journal wants a snapshot to
-    /// start a fresh file from.
-    PersistFailed { from: u64 },
-    /// The journal would like a snapshot (compaction).
-    WantsSnapshot,
-    /// Whether the journal can write at all (readiness).
-    Writable(bool),
-}
+use crate::server::journal_file::DurableJournal;
+pub use crate::server::journal_file::JournalEvent;
 
 /// Where the journal reports to; called from any thread.
-pub type EventSink = Box<dyn Fn(JournalEvent) + Send + Sync>;
+pub type EventSink = Box<dyn Fn(JournalEvent) + Send>;
 
 /// A journal as the driver uses it. No method blocks on the disk except
 /// [`Journal::flush`], which the server calls once, at shutdown, off the
@@ -39,6 +29,21 @@ pub trait Journal: Send {
     fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>);
     /// Waits until everything appended is durable or has failed.
     fn flush(&mut self) -> Result<(), String>;
+}
+
+impl Journal for DurableJournal {
+    fn append(&mut self, seq: u64, record: Record) {
+        DurableJournal::append(self, seq, record);
+    }
+
+    fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>) {
+        DurableJournal::install_snapshot(self, durable_seq, snapshot);
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        DurableJournal::flush(self);
+        Ok(())
+    }
 }
 
 /// Keeps nothing; every append is "durable" at once.

@@ -8,8 +8,9 @@
 //! - [`services`]: the seam to availability and rules, with tracing and
 //!   metrics layers, and the embedded implementations;
 //! - [`journal`]: the seam to the journal and the in-memory journal;
+//! - [`journal_file`]: the durable journal (files, lock, writer thread);
 //! - [`metrics`], [`openapi`], [`trace`] (`--record-trace`), [`data_dir`]
-//!   (lock and secret), [`clock`], [`state`] (readiness).
+//!   (the kept secret), [`clock`], [`state`] (readiness).
 //!
 //! [`start`] brings a server up (everything that can fail does so before it
 //! listens) and returns a [`ServerHandle`]; [`ServerHandle::shutdown`] drains
@@ -22,6 +23,7 @@ pub mod driver;
 pub mod headers;
 pub mod http;
 pub mod journal;
+pub mod journal_file;
 pub mod metrics;
 pub mod openapi;
 pub mod render;
@@ -32,11 +34,13 @@ pub mod trace;
 
 use crate::core::{Dispatcher, Record, RestoreError};
 use crate::embedded::{AvailabilityConfig, Roster, RosterError, RulesConfig};
+use crate::journal::{JournalError, RecoveryReport};
 use crate::server::clock::Clock;
-use crate::server::data_dir::{DataDir, DataDirError};
+use crate::server::data_dir::SecretError;
 use crate::server::driver::{Command, Driver, DriverHandle, DriverParts};
 use crate::server::http::{App, Limits};
 use crate::server::journal::{EventQueue, Journal, MemoryJournal};
+use crate::server::journal_file::{DurableJournal, JournalOptions};
 use crate::server::metrics::Metrics;
 use crate::server::services::{EmbeddedSettings, Services};
 use crate::server::settings::{Settings, SettingsError};
@@ -73,9 +77,9 @@ pub enum StartError {
     #[error("the roster {path} is invalid: {source}")]
     RosterInvalid { path: PathBuf, source: RosterError },
     #[error(transparent)]
-    DataDir(#[from] DataDirError),
-    #[error("the journal cannot be recovered: {0}")]
-    Journal(String),
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     #[error("the journal's records cannot be restored: {0}")]
     Restore(#[from] RestoreError),
     #[error("cannot open the trace file {path}: {source}")]
@@ -139,14 +143,13 @@ pub async fn start(settings: Settings) -> Result<ServerHandle, StartError> {
     let state = Arc::new(ServerState::default());
     let events = EventQueue::default();
 
-    let (secret, data_dir) = if settings.ephemeral {
-        (data_dir::random_secret(), None)
+    let (journal, records) = open_journal(&settings, &events)?;
+    let secret = if settings.ephemeral {
+        data_dir::random_secret()
     } else {
-        let dir = DataDir::open(&settings.data_dir)?;
-        (dir.secret()?, Some(dir))
+        data_dir::load_or_create_secret(&settings.data_dir, records.is_empty())?
     };
     let config = settings.core_config(secret);
-    let (journal, records) = open_journal(&settings, data_dir.as_ref(), &events)?;
     let now = clock.now();
     let core = Dispatcher::restore(config.clone(), now, records.iter().cloned())?;
     let recorder = match &settings.record_trace {
@@ -205,14 +208,7 @@ pub async fn start(settings: Settings) -> Result<ServerHandle, StartError> {
         connections: Arc::new(Semaphore::new(settings.max_connections as usize)),
         header_read_timeout: settings.header_read_timeout(),
     };
-    let done = tokio::spawn(serve(
-        accept,
-        driver,
-        handle,
-        state.clone(),
-        stopping,
-        data_dir,
-    ));
+    let done = tokio::spawn(serve(accept, driver, handle, state.clone(), stopping));
     state.set_ready();
     tracing::info!(%addr, ephemeral = settings.ephemeral, "listening on http://{addr}");
     Ok(ServerHandle { addr, stop, done })
@@ -248,13 +244,52 @@ fn embedded_settings(settings: &Settings, roster: Arc<Roster>) -> EmbeddedSettin
     }
 }
 
-/// The journal and the records recovered from it.
+/// The journal and the records recovered from it: nothing with
+/// `--ephemeral`, else the data directory's journal (locked for as long as
+/// it runs).
 fn open_journal(
-    _settings: &Settings,
-    _data_dir: Option<&DataDir>,
+    settings: &Settings,
     events: &EventQueue,
 ) -> Result<(Box<dyn Journal>, Vec<Record>), StartError> {
-    Ok((Box::new(MemoryJournal::new(events.sink())), Vec::new()))
+    if settings.ephemeral {
+        return Ok((Box::new(MemoryJournal::new(events.sink())), Vec::new()));
+    }
+    let bounds = settings.core_config(Default::default());
+    let options = JournalOptions {
+        salvage: settings.salvage,
+        // Room for every write the core can have in flight.
+        queue_capacity: (bounds.max_attempts as usize)
+            .saturating_add(bounds.max_pending_cancels as usize)
+            .saturating_add(1024),
+        ..JournalOptions::default()
+    };
+    let (journal, records, report) =
+        DurableJournal::open(&settings.data_dir, options, events.sink())?;
+    log_recovery(&settings.data_dir, &report);
+    Ok((Box::new(journal), records))
+}
+
+fn log_recovery(dir: &std::path::Path, report: &RecoveryReport) {
+    tracing::info!(
+        dir = %dir.display(),
+        file = report.file.as_deref().unwrap_or("(new journal)"),
+        records = report.records,
+        "journal recovered"
+    );
+    if report.torn_bytes > 0 {
+        tracing::warn!(
+            torn_bytes = report.torn_bytes,
+            at = report.torn_at,
+            "dropped a torn tail (a write cut short by a crash; it was never acknowledged)"
+        );
+    }
+    for region in &report.skipped {
+        tracing::warn!(
+            offset = region.offset,
+            len = region.len,
+            "salvage skipped a damaged region"
+        );
+    }
 }
 
 struct Acceptor {
@@ -314,7 +349,6 @@ async fn serve(
     handle: DriverHandle,
     state: Arc<ServerState>,
     mut stopping: watch::Receiver<bool>,
-    data_dir: Option<DataDir>,
 ) -> Result<(), ServeError> {
     let graceful = GracefulShutdown::new();
     let (close_listener, listener_closing) = watch::channel(false);
@@ -337,7 +371,6 @@ async fn serve(
     {
         tracing::warn!("some connections were still open after the grace period");
     }
-    drop(data_dir);
     if result.is_ok() {
         tracing::info!("stopped");
     }

@@ -40,6 +40,12 @@ pub struct Settings {
           default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub ephemeral: bool,
 
+    /// Start even if the journal has damaged records, skipping them (they
+    /// are logged); without it a damaged journal stops the start.
+    #[arg(long, env = "TOUR_SALVAGE", num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub salvage: bool,
+
     /// Number of shards.
     #[arg(long, env = "TOUR_SHARDS", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=1024))]

@@ -1,0 +1,473 @@
+//! The journal itself: a sans-IO writer over a [`Storage`], used by the
+//! server's writer thread over real files and by the simulator over a
+//! faulty in-memory disk.
+//!
+//! The driver [`append`](Journal::append)s the core's `Persist { seq, record }`
+//! outputs, [`commit`](Journal::commit)s whenever it likes (one write and one
+//! sync for everything appended since the last commit: group commit), and
+//! drains [`Settled`] answers from [`poll_settled`](Journal::poll_settled),
+//! which become the core's `Persisted { upto }` / `PersistFailed { from }`.
+//!
+//! A failed write or sync makes the current file untrusted: every record
+//! appended from then on fails, until the driver installs a snapshot of the
+//! core's state with [`install_snapshot`](Journal::install_snapshot), which
+//! starts a fresh file. Compaction is the same operation, asked for when the
+//! file has grown by [`JournalConfig::compact_after_bytes`].
+//!
+//! Switching files: the new generation is written under a temporary name,
+//! synced, renamed into place and the directory synced. Recovery reads the
+//! highest complete generation, so a crash at any step leaves either the old
+//! file or the new one, and both hold every acknowledged record.
+
+use crate::core::record::Record;
+use crate::journal::error::JournalError;
+use crate::journal::frame::{self, HEADER_LEN};
+use crate::journal::recovery::{self, RecoveryReport};
+use crate::journal::storage::{Storage, StorageError};
+use std::collections::VecDeque;
+
+/// What the journal needs to know besides its storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// Ask for a snapshot once the current file has grown this much past
+    /// its own snapshot.
+    pub compact_after_bytes: u64,
+    /// Skip damaged records at recovery instead of refusing to start.
+    pub salvage: bool,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            compact_after_bytes: 64 << 20,
+            salvage: false,
+        }
+    }
+}
+
+/// How appended records ended, in order; the core's `Persisted` and
+/// `PersistFailed` inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Every record with a sequence number up to `upto` is durable.
+    Persisted { upto: u64 },
+    /// Every record from `from` on failed; everything before is durable.
+    Failed { from: u64 },
+}
+
+/// Why the journal wants a snapshot of the core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotReason {
+    /// The file grew past the compaction threshold.
+    Compact,
+    /// A write failed: nothing is acknowledged until a fresh file exists.
+    Recover,
+}
+
+/// Counters, for metrics and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Records appended.
+    pub appends: u64,
+    /// Commits that wrote a batch (each one write and one sync).
+    pub batches: u64,
+    /// File syncs, batches and snapshots together.
+    pub syncs: u64,
+    pub bytes_written: u64,
+    /// Batches whose write or sync failed, and appends lost before they
+    /// reached the journal.
+    pub failed_batches: u64,
+    /// Snapshots installed, and attempts that failed.
+    pub snapshots: u64,
+    pub failed_snapshots: u64,
+    /// The current file's generation and length.
+    pub generation: u64,
+    pub file_len: u64,
+}
+
+/// A record written and synced into the current file by this process.
+#[derive(Clone, Copy, Debug)]
+struct Written {
+    seq: u64,
+    start: u64,
+    end: u64,
+}
+
+/// The journal over one directory.
+pub struct Journal<S: Storage> {
+    storage: S,
+    config: JournalConfig,
+    file: String,
+    generation: u64,
+    /// Length of the current file; all of it is synced while `trusted`.
+    len: u64,
+    base_len: u64,
+    /// False after a failed write: nothing goes into this file any more.
+    trusted: bool,
+    /// Records synced into the current file by this process, oldest first:
+    /// those a snapshot does not cover are carried into the next file.
+    written: VecDeque<Written>,
+    /// The next batch: a [`frame::push_synced`] mark, then record frames.
+    staged: Vec<u8>,
+    /// Where each staged record lies in `staged`.
+    staged_seqs: Vec<Written>,
+    /// Every record from this one on fails at the next commit.
+    failing_from: Option<u64>,
+    settled: VecDeque<Settled>,
+    stats: JournalStats,
+}
+
+/// A journal just opened: the records to restore the core from, and what
+/// recovery did.
+pub struct Opened<S: Storage> {
+    pub journal: Journal<S>,
+    pub records: Vec<Record>,
+    pub report: RecoveryReport,
+}
+
+impl<S: Storage> Journal<S> {
+    /// Recovers the journal in `storage` (or starts one), cleans up after
+    /// interrupted compactions, and returns it ready to append.
+    pub fn open(storage: S, config: JournalConfig) -> Result<Opened<S>, JournalError> {
+        let mut journal = Journal {
+            storage,
+            config,
+            file: String::new(),
+            generation: 0,
+            len: 0,
+            base_len: 0,
+            trusted: false,
+            written: VecDeque::new(),
+            staged: Vec::new(),
+            staged_seqs: Vec::new(),
+            failing_from: None,
+            settled: VecDeque::new(),
+            stats: JournalStats::default(),
+        };
+        let mut names: Vec<(u64, bool, String)> = journal
+            .storage
+            .list()
+            .map_err(JournalError::storage("list", "the journal directory"))?
+            .into_iter()
+            .filter_map(|name| recovery::parse_name(&name).map(|(g, tmp)| (g, tmp, name)))
+            .collect();
+        names.sort();
+        let current = names.iter().rev().find(|(_, tmp, _)| !tmp).cloned();
+        let (records, mut report) = match current {
+            Some((generation, _, name)) => journal.recover(generation, name)?,
+            None => {
+                journal.switch(Vec::new(), &[])?;
+                (Vec::new(), RecoveryReport::default())
+            }
+        };
+        for (_, _, name) in names.into_iter().filter(|(_, _, n)| *n != journal.file) {
+            match journal.storage.remove(&name) {
+                Ok(()) => report.removed.push(name),
+                // Salvage's fresh file already replaced it.
+                Err(StorageError::NotFound) => {}
+                Err(e) => return Err(JournalError::storage("remove", &name)(e)),
+            }
+        }
+        report.records = records.len();
+        journal.stats.generation = journal.generation;
+        journal.stats.file_len = journal.len;
+        Ok(Opened {
+            journal,
+            records,
+            report,
+        })
+    }
+
+    /// Reads generation `generation`, cuts its torn tail, and makes it (or,
+    /// after salvage, a clean copy of it) the current file.
+    fn recover(
+        &mut self,
+        generation: u64,
+        name: String,
+    ) -> Result<(Vec<Record>, RecoveryReport), JournalError> {
+        let bytes = self
+            .storage
+            .read(&name)
+            .map_err(JournalError::storage("read", &name))?;
+        let scan = recovery::scan(&name, &bytes, self.config.salvage)?;
+        if scan.header.generation != generation {
+            return Err(JournalError::Corrupt {
+                file: name,
+                offset: 0,
+                reason: format!(
+                    "its header says generation {}: it was copied or renamed by hand",
+                    scan.header.generation
+                ),
+            });
+        }
+        let torn_bytes = bytes.len() as u64 - scan.valid_len;
+        if torn_bytes > 0 {
+            self.storage
+                .truncate(&name, scan.valid_len)
+                .map_err(JournalError::storage("truncate", &name))?;
+        }
+        // Whatever the file holds now is what the core restores from: make
+        // it durable (the tail may never have been synced), and make its
+        // name durable (the crash may have come right after the rename).
+        self.storage
+            .sync(&name)
+            .map_err(JournalError::storage("sync", &name))?;
+        self.storage
+            .sync_dir()
+            .map_err(JournalError::storage("sync", "the journal directory"))?;
+        self.file = name.clone();
+        self.generation = generation;
+        self.len = scan.valid_len;
+        self.base_len = scan.header.base_len;
+        self.trusted = true;
+        if !scan.skipped.is_empty() {
+            // Start the next run from a clean file, not from one that needs salvage.
+            let frames = encode_all(&scan.records)?;
+            self.switch(frames, &[])?;
+        }
+        let report = RecoveryReport {
+            file: Some(name),
+            torn_bytes,
+            torn_at: (torn_bytes > 0).then_some(scan.valid_len),
+            skipped: scan.skipped,
+            ..RecoveryReport::default()
+        };
+        Ok((scan.records, report))
+    }
+
+    /// Queues `record` for the next commit.
+    pub fn append(&mut self, seq: u64, record: &Record) {
+        self.stats.appends += 1;
+        if !self.trusted || self.failing_from.is_some() {
+            self.failing_from.get_or_insert(seq);
+            return;
+        }
+        let before = self.staged.len();
+        if self.staged.is_empty() {
+            frame::push_synced(&mut self.staged, self.len);
+        }
+        let start = self.staged.len() as u64;
+        match frame::push_record(&mut self.staged, record) {
+            Ok(()) => self.staged_seqs.push(Written {
+                seq,
+                start,
+                end: self.staged.len() as u64,
+            }),
+            Err(_) => {
+                // Cannot happen for the core's records; if it did, the
+                // record would fail like a failed write.
+                self.staged.truncate(before);
+                self.failing_from = Some(seq);
+            }
+        }
+    }
+
+    /// Record `seq` never reached the journal (the writer's queue was full):
+    /// it and everything after it fail, as after a failed write. Call it
+    /// once every record before `seq` has been appended.
+    pub fn append_lost(&mut self, seq: u64) {
+        self.failing_from.get_or_insert(seq);
+    }
+
+    /// Writes and syncs everything appended since the last commit, as one
+    /// batch, and settles it (see [`poll_settled`](Self::poll_settled)).
+    pub fn commit(&mut self) {
+        if let (Some(first), Some(last)) = (self.staged_seqs.first(), self.staged_seqs.last()) {
+            let (first, last) = (first.seq, last.seq);
+            let batch = std::mem::take(&mut self.staged);
+            let seqs = std::mem::take(&mut self.staged_seqs);
+            if self.write_batch(&batch, &seqs) {
+                self.settled.push_back(Settled::Persisted { upto: last });
+            } else {
+                // The failure covers whatever was to fail after the batch.
+                self.failing_from = Some(first);
+            }
+        }
+        if let Some(from) = self.failing_from.take() {
+            self.stats.failed_batches += 1;
+            self.trusted = false;
+            self.settled.push_back(Settled::Failed { from });
+        }
+    }
+
+    /// Appends one batch to the current file and syncs it.
+    fn write_batch(&mut self, batch: &[u8], seqs: &[Written]) -> bool {
+        let written = self
+            .storage
+            .append(&self.file, batch)
+            .and_then(|()| self.storage.sync(&self.file));
+        self.stats.syncs += 1;
+        if written.is_err() {
+            // Best effort: keep what recovery will read free of the failed
+            // bytes. The file is not trusted again either way.
+            let _ = self.storage.truncate(&self.file, self.len);
+            return false;
+        }
+        let base = self.len;
+        self.written.extend(seqs.iter().map(|w| Written {
+            seq: w.seq,
+            start: base + w.start,
+            end: base + w.end,
+        }));
+        self.len += batch.len() as u64;
+        self.stats.batches += 1;
+        self.stats.bytes_written += batch.len() as u64;
+        self.stats.file_len = self.len;
+        true
+    }
+
+    /// The next settled outcome, in sequence order.
+    pub fn poll_settled(&mut self) -> Option<Settled> {
+        self.settled.pop_front()
+    }
+
+    /// Whether (and why) the journal wants [`install_snapshot`](Self::install_snapshot).
+    pub fn wants_snapshot(&self) -> Option<SnapshotReason> {
+        if !self.trusted {
+            Some(SnapshotReason::Recover)
+        } else if self.len.saturating_sub(self.base_len) >= self.config.compact_after_bytes {
+            Some(SnapshotReason::Compact)
+        } else {
+            None
+        }
+    }
+
+    /// Whether records appended now can become durable.
+    pub fn is_writable(&self) -> bool {
+        self.trusted
+    }
+
+    /// Starts a fresh file from `snapshot`, the core's `snapshot()` taken
+    /// when its `durable_seq()` was `durable_seq`. Commits what is staged
+    /// first; records synced here with a later sequence number (the core
+    /// had not seen them settle) are carried after the snapshot. On error
+    /// the journal stays as it was (or untrusted, when the switch may have
+    /// happened) and the driver tries again later.
+    pub fn install_snapshot(
+        &mut self,
+        durable_seq: u64,
+        snapshot: &[Record],
+    ) -> Result<(), JournalError> {
+        self.commit();
+        let result = encode_all(snapshot).and_then(|frames| {
+            let carried: Vec<Written> = self
+                .written
+                .iter()
+                .filter(|w| w.seq > durable_seq)
+                .copied()
+                .collect();
+            self.switch(frames, &carried)
+        });
+        match result {
+            Ok(()) => self.stats.snapshots += 1,
+            Err(_) => self.stats.failed_snapshots += 1,
+        }
+        result
+    }
+
+    /// Writes generation + 1 with `frames` and then the `carried` records
+    /// of the current file, and makes it current.
+    fn switch(&mut self, mut frames: Vec<u8>, carried: &[Written]) -> Result<(), JournalError> {
+        let mut reindexed = Vec::with_capacity(carried.len());
+        if !carried.is_empty() {
+            let old = self
+                .storage
+                .read(&self.file)
+                .map_err(JournalError::storage("read", &self.file))?;
+            for w in carried {
+                let start = (HEADER_LEN + frames.len()) as u64;
+                let bytes = old.get(w.start as usize..w.end as usize).ok_or_else(|| {
+                    JournalError::Corrupt {
+                        file: self.file.clone(),
+                        offset: w.start,
+                        reason: "a record written by this process is no longer there".into(),
+                    }
+                })?;
+                frames.extend_from_slice(bytes);
+                let end = (HEADER_LEN + frames.len()) as u64;
+                reindexed.push(Written {
+                    seq: w.seq,
+                    start,
+                    end,
+                });
+            }
+        }
+        let generation = self.generation + 1;
+        let base_len = (HEADER_LEN + frames.len()) as u64;
+        let mut bytes = Vec::with_capacity(base_len as usize);
+        bytes.extend_from_slice(&frame::encode_header(generation, base_len));
+        bytes.extend_from_slice(&frames);
+        let tmp = recovery::tmp_name(generation);
+        let name = recovery::log_name(generation);
+        if let Err(e) = self.write_complete(&tmp, &bytes, &name) {
+            let _ = self.storage.remove(&tmp);
+            return Err(e);
+        }
+        // From here recovery may pick the new file: never write the old one again.
+        let old = std::mem::replace(&mut self.file, name);
+        self.generation = generation;
+        self.len = base_len;
+        self.base_len = base_len;
+        self.written = reindexed.into();
+        self.stats.generation = generation;
+        self.stats.file_len = base_len;
+        self.stats.bytes_written += base_len;
+        self.trusted = false;
+        self.storage
+            .sync_dir()
+            .map_err(JournalError::storage("sync", "the journal directory"))?;
+        self.trusted = true;
+        if !old.is_empty() {
+            // Recovery removes it if this does not.
+            let _ = self.storage.remove(&old);
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` to `tmp`, syncs it and renames it to `name`.
+    fn write_complete(&mut self, tmp: &str, bytes: &[u8], name: &str) -> Result<(), JournalError> {
+        self.storage
+            .create(tmp)
+            .map_err(JournalError::storage("create", tmp))?;
+        self.storage
+            .append(tmp, bytes)
+            .map_err(JournalError::storage("write", tmp))?;
+        self.stats.syncs += 1;
+        self.storage
+            .sync(tmp)
+            .map_err(JournalError::storage("sync", tmp))?;
+        self.storage
+            .rename(tmp, name)
+            .map_err(JournalError::storage("rename", tmp))
+    }
+
+    pub fn stats(&self) -> &JournalStats {
+        &self.stats
+    }
+
+    /// The current file's name.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    /// The storage back, e.g. to crash it and open it again.
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+}
+
+fn encode_all(records: &[Record]) -> Result<Vec<u8>, JournalError> {
+    let mut out = Vec::new();
+    for record in records {
+        frame::push_record(&mut out, record)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,185 @@
+//! Reading a journal back: which file is current, and which of its bytes
+//! are records, a torn tail, or damage.
+//!
+//! Files are named by generation: `journal-<generation>.log` is complete
+//! (it was synced before it was renamed to that name), `<that>.tmp` is a
+//! snapshot being written. The current file is the complete one of the
+//! highest generation; temporary files and lower generations are leftovers
+//! of a compaction and are removed.
+//!
+//! Inside the current file, a frame that does not check out is a *torn
+//! tail* when none of its bytes were ever synced: it lies past the header's
+//! `base_len` and no later [`Entry::Synced`] mark says the bytes at its
+//! offset were durable. A crash may leave such bytes half written, or (on a
+//! real disk) written out of order. Anything else is *damage*, and recovery
+//! refuses to go on unless salvage is enabled.
+
+use crate::core::record::Record;
+use crate::journal::error::JournalError;
+use crate::journal::frame::{self, Entry, FrameError, Header, HeaderError, FRAME_OVERHEAD};
+
+const PREFIX: &str = "journal-";
+const LOG_SUFFIX: &str = ".log";
+const TMP_SUFFIX: &str = ".log.tmp";
+
+/// The name of the complete file of `generation`.
+pub fn log_name(generation: u64) -> String {
+    format!("{PREFIX}{generation:020}{LOG_SUFFIX}")
+}
+
+/// The name a snapshot of `generation` is written under before it is complete.
+pub fn tmp_name(generation: u64) -> String {
+    format!("{PREFIX}{generation:020}{TMP_SUFFIX}")
+}
+
+/// A journal file's generation, and whether it is a temporary one; `None`
+/// for files that are not the journal's (the lock file, the secret, ...).
+pub fn parse_name(name: &str) -> Option<(u64, bool)> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let (digits, tmp) = match rest.strip_suffix(TMP_SUFFIX) {
+        Some(d) => (d, true),
+        None => (rest.strip_suffix(LOG_SUFFIX)?, false),
+    };
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(|g| (g, tmp))
+}
+
+/// What recovery found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The file the records came from; `None` when the directory held no
+    /// journal and a new one was started.
+    pub file: Option<String>,
+    /// Records recovered.
+    pub records: usize,
+    /// Bytes of torn tail dropped and truncated away.
+    pub torn_bytes: u64,
+    /// Where the torn tail started, when there was one.
+    pub torn_at: Option<u64>,
+    /// Damaged regions skipped because salvage was enabled.
+    pub skipped: Vec<SkippedRegion>,
+    /// Leftover files removed (interrupted or superseded compactions).
+    pub removed: Vec<String>,
+}
+
+/// A damaged region that salvage skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedRegion {
+    pub offset: u64,
+    pub len: u64,
+    pub reason: String,
+}
+
+/// One file's content, read.
+#[derive(Debug)]
+pub struct Scan {
+    pub header: Header,
+    pub records: Vec<Record>,
+    /// Bytes that are good: everything before the torn tail.
+    pub valid_len: u64,
+    pub skipped: Vec<SkippedRegion>,
+}
+
+/// Reads `bytes`, the content of `file`.
+pub fn scan(file: &str, bytes: &[u8], salvage: bool) -> Result<Scan, JournalError> {
+    let header = frame::decode_header(bytes).map_err(|e| match e {
+        HeaderError::Version(found) => JournalError::UnsupportedVersion {
+            file: file.to_string(),
+            found,
+            supported: frame::FORMAT_VERSION,
+        },
+        other => corrupt(file, 0, &other.to_string()),
+    })?;
+    let mut scan = Scan {
+        header,
+        records: Vec::new(),
+        valid_len: bytes.len() as u64,
+        skipped: Vec::new(),
+    };
+    let mut offset = frame::HEADER_LEN;
+    while offset < bytes.len() {
+        let error = match frame::read_frame(bytes, offset) {
+            Ok((entry, next)) => {
+                if let Entry::Record(record) = entry {
+                    scan.records.push(record);
+                }
+                offset = next;
+                continue;
+            }
+            Err(error) => error,
+        };
+        if !is_damage(bytes, offset, &header, &error) {
+            scan.valid_len = offset as u64;
+            break;
+        }
+        let reason = describe(offset, &header, &error);
+        if !salvage {
+            return Err(corrupt(file, offset as u64, &reason));
+        }
+        let Some(next) = next_frame(bytes, offset) else {
+            scan.skipped.push(SkippedRegion {
+                offset: offset as u64,
+                len: (bytes.len() - offset) as u64,
+                reason,
+            });
+            break;
+        };
+        scan.skipped.push(SkippedRegion {
+            offset: offset as u64,
+            len: (next - offset) as u64,
+            reason,
+        });
+        offset = next;
+    }
+    Ok(scan)
+}
+
+/// A bad frame is damage, not a torn tail, when its bytes had been synced,
+/// or when it is whole (its checksum holds) but unreadable.
+fn is_damage(bytes: &[u8], offset: usize, header: &Header, error: &FrameError) -> bool {
+    matches!(error, FrameError::Undecodable(_))
+        || (offset as u64) < header.base_len
+        || synced_beyond(bytes, offset)
+}
+
+fn describe(offset: usize, header: &Header, error: &FrameError) -> String {
+    if (offset as u64) < header.base_len {
+        format!(
+            "{error} (inside the first {} bytes, which were synced when the file was written)",
+            header.base_len
+        )
+    } else {
+        error.to_string()
+    }
+}
+
+fn corrupt(file: &str, offset: u64, reason: &str) -> JournalError {
+    JournalError::Corrupt {
+        file: file.to_string(),
+        offset,
+        reason: reason.to_string(),
+    }
+}
+
+/// Whether a valid mark after `offset` says the bytes at `offset` were synced.
+fn synced_beyond(bytes: &[u8], offset: usize) -> bool {
+    let mut bad = offset;
+    while let Some(mut at) = next_frame(bytes, bad) {
+        while let Ok((entry, next)) = frame::read_frame(bytes, at) {
+            if matches!(entry, Entry::Synced { upto } if upto > offset as u64) {
+                return true;
+            }
+            at = next;
+        }
+        bad = at;
+    }
+    false
+}
+
+/// The first offset after `bad` where a valid frame starts.
+fn next_frame(bytes: &[u8], bad: usize) -> Option<usize> {
+    let last_start = bytes.len().checked_sub(FRAME_OVERHEAD + 1)?;
+    (bad + 1..=last_start).find(|&at| frame::read_frame(bytes, at).is_ok())
+}

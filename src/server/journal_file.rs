@@ -1,0 +1,550 @@
+//! The journal on real files: a [`Storage`] over one directory, the lock
+//! that keeps a second server out of it, and the writer thread that turns
+//! the driver's appends into group commits.
+//!
+//! The driver never waits for the disk: [`DurableJournal::append`] queues
+//! the record on a bounded channel and returns. The writer thread takes
+//! whatever queued up while its previous sync ran, writes it with one write
+//! and one `fdatasync`, and reports through the `events` callback given to
+//! [`DurableJournal::open`]; the driver turns those [`JournalEvent`]s into
+//! the core's inputs.
+
+use crate::core::Record;
+use crate::journal::{
+    Journal, JournalConfig, JournalError, JournalStats, RecoveryReport, Settled, SnapshotReason,
+    Storage, StorageError,
+};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The file in the data directory whose lock marks it as in use.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// How long the writer waits before asking again for a snapshot the
+/// driver has not installed (doubling up to [`MAX_BACKOFF`]).
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the writer tells the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalEvent {
+    /// Every record up to `upto` is durable: `Input::Persisted { upto }`.
+    Persisted { upto: u64 },
+    /// Every record from `from` on failed: `Input::PersistFailed { from }`.
+    PersistFailed { from: u64 },
+    /// Take `Dispatcher::snapshot()` and `durable_seq()` and hand them to
+    /// [`DurableJournal::install_snapshot`]: the file passed the compaction
+    /// threshold, or a failed write needs a fresh file. Repeated, with a
+    /// growing pause, until a snapshot is installed.
+    WantsSnapshot,
+    /// Whether records appended now can become durable (for `/readyz`).
+    /// Sent once at start, then on every change.
+    Writable(bool),
+}
+
+/// The journal's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalOptions {
+    /// Compact once the current file has grown this much past its snapshot.
+    pub compact_after_bytes: u64,
+    /// Skip damaged records at recovery instead of refusing to start.
+    pub salvage: bool,
+    /// Most records written by one write and one sync.
+    pub max_batch_records: usize,
+    /// Appends queued for the writer. Should exceed the core's bound on
+    /// writes in flight (`max_attempts` + `max_pending_cancels`): an append
+    /// that finds the queue full fails, like a failed write.
+    pub queue_capacity: usize,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            compact_after_bytes: 64 << 20,
+            salvage: false,
+            max_batch_records: 4096,
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+enum Message {
+    Append {
+        seq: u64,
+        record: Record,
+    },
+    Install {
+        durable_seq: u64,
+        snapshot: Vec<Record>,
+    },
+    Flush(SyncSender<()>),
+    Stop,
+}
+
+/// The durable journal of a running server: the directory lock and the
+/// writer thread.
+pub struct DurableJournal {
+    sender: SyncSender<Message>,
+    /// The first append that found the queue full (0: none); the writer
+    /// fails it and everything after it.
+    lost_from: Arc<AtomicU64>,
+    stats: Arc<Mutex<JournalStats>>,
+    writer: Option<JoinHandle<()>>,
+    /// Held (and so locked) for as long as the journal runs.
+    _lock: Option<File>,
+}
+
+impl DurableJournal {
+    /// Locks the dir, recovers, returns the records to restore and a running
+    /// writer thread that reports events through `events` (the driver turns
+    /// them into core inputs).
+    pub fn open(
+        dir: &Path,
+        options: JournalOptions,
+        events: Box<dyn Fn(JournalEvent) + Send>,
+    ) -> Result<(DurableJournal, Vec<Record>, RecoveryReport), JournalError> {
+        fs::create_dir_all(dir).map_err(|e| data_dir_error(dir, &e))?;
+        let lock = lock_dir(dir)?;
+        let storage = FileStorage::new(dir);
+        let (mut journal, records, report) =
+            DurableJournal::start(storage, options, events).map_err(|e| with_dir(e, dir))?;
+        journal._lock = Some(lock);
+        Ok((journal, records, report))
+    }
+
+    /// [`open`](Self::open) over any storage, without a lock (for tests).
+    pub fn start<S: Storage + Send + 'static>(
+        storage: S,
+        options: JournalOptions,
+        events: Box<dyn Fn(JournalEvent) + Send>,
+    ) -> Result<(DurableJournal, Vec<Record>, RecoveryReport), JournalError> {
+        let config = JournalConfig {
+            compact_after_bytes: options.compact_after_bytes,
+            salvage: options.salvage,
+        };
+        let opened = Journal::open(storage, config)?;
+        let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));
+        let lost_from = Arc::new(AtomicU64::new(0));
+        let stats = Arc::new(Mutex::new(opened.journal.stats().clone()));
+        let writer = Writer {
+            journal: opened.journal,
+            receiver,
+            events,
+            lost_from: Arc::clone(&lost_from),
+            stats: Arc::clone(&stats),
+            max_batch: options.max_batch_records.max(1),
+            staged: 0,
+            flushes: Vec::new(),
+            writable: true,
+            request_at: None,
+            backoff: FIRST_BACKOFF,
+        };
+        let handle = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| JournalError::Writer(e.to_string()))?;
+        let journal = DurableJournal {
+            sender,
+            lost_from,
+            stats,
+            writer: Some(handle),
+            _lock: None,
+        };
+        Ok((journal, opened.records, opened.report))
+    }
+
+    /// Queues a record; never waits. If the queue is full the record (and
+    /// every later one, until a snapshot is installed) fails.
+    pub fn append(&self, seq: u64, record: Record) {
+        match self.sender.try_send(Message::Append { seq, record }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                // Keep the first: the writer fails everything from it on.
+                let _ =
+                    self.lost_from
+                        .compare_exchange(0, seq, Ordering::AcqRel, Ordering::Acquire);
+            }
+            // The writer only stops when this is dropped.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Starts a fresh file from the core's `snapshot()`, taken when its
+    /// `durable_seq()` was `durable_seq`. Waits only for room in the queue.
+    pub fn install_snapshot(&self, durable_seq: u64, snapshot: Vec<Record>) {
+        let _ = self.sender.send(Message::Install {
+            durable_seq,
+            snapshot,
+        });
+    }
+
+    /// Blocks until everything appended so far has settled (for shutdown).
+    pub fn flush(&self) {
+        let (done, wait) = mpsc::sync_channel(1);
+        if self.sender.send(Message::Flush(done)).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+
+    /// The writer's counters, as of its last batch.
+    pub fn stats(&self) -> JournalStats {
+        match self.stats.lock() {
+            Ok(stats) => stats.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl Drop for DurableJournal {
+    /// Settles what is queued and stops the writer (before the lock goes).
+    fn drop(&mut self) {
+        let _ = self.sender.send(Message::Stop);
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Writer<S: Storage> {
+    journal: Journal<S>,
+    receiver: Receiver<Message>,
+    events: Box<dyn Fn(JournalEvent) + Send>,
+    lost_from: Arc<AtomicU64>,
+    stats: Arc<Mutex<JournalStats>>,
+    max_batch: usize,
+    /// Records staged for the next commit.
+    staged: usize,
+    /// Flushes answered after the next commit.
+    flushes: Vec<SyncSender<()>>,
+    writable: bool,
+    /// When to send the next `WantsSnapshot`.
+    request_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl<S: Storage> Writer<S> {
+    fn run(mut self) {
+        (self.events)(JournalEvent::Writable(true));
+        let mut running = true;
+        while running {
+            running = match self.wait() {
+                Some(message) => self.handle(message) && self.gather(),
+                None => true,
+            };
+            self.commit();
+            self.after_step();
+        }
+    }
+
+    /// The next message, or `None` when there is something to report or
+    /// a snapshot to ask for.
+    fn wait(&mut self) -> Option<Message> {
+        match self.receiver.try_recv() {
+            Ok(message) => return Some(message),
+            Err(TryRecvError::Disconnected) => return Some(Message::Stop),
+            Err(TryRecvError::Empty) => {}
+        }
+        // The queue is empty, so every append before a lost one has been
+        // received: the lost one can fail now.
+        if self.note_lost(u64::MAX) {
+            return None;
+        }
+        let Some(at) = self.request_at else {
+            return Some(self.receiver.recv().unwrap_or(Message::Stop));
+        };
+        let timeout = at.saturating_duration_since(now());
+        match self.receiver.recv_timeout(timeout) {
+            Ok(message) => Some(message),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(Message::Stop),
+        }
+    }
+
+    /// Takes what else is queued, up to a batch; false on stop.
+    fn gather(&mut self) -> bool {
+        while self.staged < self.max_batch {
+            match self.receiver.try_recv() {
+                Ok(message) => {
+                    if !self.handle(message) {
+                        return false;
+                    }
+                }
+                Err(TryRecvError::Empty) => {
+                    // Every append before a lost one has been received.
+                    self.note_lost(u64::MAX);
+                    return true;
+                }
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    /// Handles one message; false on stop.
+    fn handle(&mut self, message: Message) -> bool {
+        match message {
+            Message::Append { seq, record } => {
+                self.note_lost(seq);
+                self.journal.append(seq, &record);
+                self.staged += 1;
+            }
+            // Sent after any lost append, so after every append before it.
+            Message::Install {
+                durable_seq,
+                snapshot,
+            } => {
+                self.note_lost(u64::MAX);
+                self.staged = 0;
+                if self
+                    .journal
+                    .install_snapshot(durable_seq, &snapshot)
+                    .is_ok()
+                {
+                    self.backoff = FIRST_BACKOFF;
+                    self.request_at = None;
+                }
+                self.report();
+            }
+            Message::Flush(done) => {
+                self.note_lost(u64::MAX);
+                self.flushes.push(done);
+            }
+            Message::Stop => return false,
+        }
+        true
+    }
+
+    /// Fails the lost append, if there is one before `seq`. Call it only
+    /// once every append before that one has been handled.
+    fn note_lost(&mut self, seq: u64) -> bool {
+        let lost = self.lost_from.load(Ordering::Acquire);
+        let taken = lost != 0
+            && lost < seq
+            && self
+                .lost_from
+                .compare_exchange(lost, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        if taken {
+            self.journal.append_lost(lost);
+        }
+        taken
+    }
+
+    fn commit(&mut self) {
+        self.journal.commit();
+        self.staged = 0;
+        self.report();
+        for done in self.flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+
+    /// Reports settled records, then a change of writability.
+    fn report(&mut self) {
+        while let Some(settled) = self.journal.poll_settled() {
+            (self.events)(match settled {
+                Settled::Persisted { upto } => JournalEvent::Persisted { upto },
+                Settled::Failed { from } => JournalEvent::PersistFailed { from },
+            });
+        }
+        let writable = self.journal.is_writable();
+        if writable != self.writable {
+            self.writable = writable;
+            (self.events)(JournalEvent::Writable(writable));
+        }
+        if let Ok(mut stats) = self.stats.lock() {
+            *stats = self.journal.stats().clone();
+        }
+    }
+
+    /// Asks for a snapshot when one is wanted and due.
+    fn after_step(&mut self) {
+        let Some(reason) = self.journal.wants_snapshot() else {
+            self.request_at = None;
+            return;
+        };
+        let now = now();
+        let due = *self.request_at.get_or_insert(match reason {
+            SnapshotReason::Compact => now,
+            // Give a failing disk a moment before trying a fresh file.
+            SnapshotReason::Recover => now + self.backoff,
+        });
+        if due <= now {
+            (self.events)(JournalEvent::WantsSnapshot);
+            self.request_at = Some(now + self.backoff);
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // the writer's pauses are real time
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// Locks `dir`'s lock file, or says who has it.
+fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(|e| data_dir_error(dir, &e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(JournalError::Locked {
+            dir: dir.display().to_string(),
+        }),
+        Err(TryLockError::Error(e)) => Err(data_dir_error(dir, &e)),
+    }
+}
+
+fn data_dir_error(dir: &Path, e: &io::Error) -> JournalError {
+    JournalError::DataDir {
+        dir: dir.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Names files by their path, so the operator knows which one.
+fn with_dir(error: JournalError, dir: &Path) -> JournalError {
+    let path = |file: String| dir.join(file).display().to_string();
+    match error {
+        JournalError::Storage { op, file, source } => JournalError::Storage {
+            op,
+            file: path(file),
+            source,
+        },
+        JournalError::Corrupt {
+            file,
+            offset,
+            reason,
+        } => JournalError::Corrupt {
+            file: path(file),
+            offset,
+            reason,
+        },
+        JournalError::UnsupportedVersion {
+            file,
+            found,
+            supported,
+        } => JournalError::UnsupportedVersion {
+            file: path(file),
+            found,
+            supported,
+        },
+        other => other,
+    }
+}
+
+/// One directory of real files.
+pub struct FileStorage {
+    dir: PathBuf,
+    /// Open handles (append mode), so a batch costs no `open`.
+    files: BTreeMap<String, File>,
+}
+
+impl FileStorage {
+    pub fn new(dir: &Path) -> Self {
+        FileStorage {
+            dir: dir.to_path_buf(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    fn file(&mut self, name: &str) -> io::Result<&mut File> {
+        if !self.files.contains_key(name) {
+            let file = OpenOptions::new().append(true).open(self.dir.join(name))?;
+            self.files.insert(name.to_string(), file);
+        }
+        self.files
+            .get_mut(name)
+            .ok_or_else(|| io::Error::other("file handle vanished"))
+    }
+}
+
+fn storage_error(e: io::Error) -> StorageError {
+    match e.kind() {
+        io::ErrorKind::NotFound => StorageError::NotFound,
+        io::ErrorKind::StorageFull => StorageError::NoSpace,
+        _ => StorageError::Io(e.to_string()),
+    }
+}
+
+impl Storage for FileStorage {
+    fn list(&self) -> Result<Vec<String>, StorageError> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(storage_error)? {
+            let entry = entry.map_err(storage_error)?;
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>, StorageError> {
+        fs::read(self.dir.join(name)).map_err(storage_error)
+    }
+
+    fn create(&mut self, name: &str) -> Result<(), StorageError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.join(name))
+            .map_err(storage_error)?;
+        file.set_len(0).map_err(storage_error)?;
+        self.files.insert(name.to_string(), file);
+        Ok(())
+    }
+
+    fn append(&mut self, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.file(name)
+            .and_then(|f| f.write_all(bytes))
+            .map_err(storage_error)
+    }
+
+    fn sync(&mut self, name: &str) -> Result<(), StorageError> {
+        self.file(name)
+            .and_then(|f| f.sync_data())
+            .map_err(storage_error)
+    }
+
+    fn truncate(&mut self, name: &str, len: u64) -> Result<(), StorageError> {
+        self.file(name)
+            .and_then(|f| f.set_len(len))
+            .map_err(storage_error)
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), StorageError> {
+        fs::rename(self.dir.join(from), self.dir.join(to)).map_err(storage_error)?;
+        // The handle follows the file, not the name.
+        self.files.remove(to);
+        if let Some(file) = self.files.remove(from) {
+            self.files.insert(to.to_string(), file);
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), StorageError> {
+        self.files.remove(name);
+        fs::remove_file(self.dir.join(name)).map_err(storage_error)
+    }
+
+    fn sync_dir(&mut self) -> Result<(), StorageError> {
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(storage_error)
+    }
+}
+
+#[cfg(test)]
+mod tests;

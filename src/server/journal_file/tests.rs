@@ -1,0 +1,415 @@
+//! Tests of the journal on real files and of the writer thread.
+
+use super::*;
+use crate::journal::recovery::{log_name, tmp_name};
+use crate::journal::tests::{record, record_offsets, state_of};
+use crate::journal::{MemStorage, Op};
+use std::sync::mpsc::Receiver;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn records(seqs: std::ops::RangeInclusive<u64>) -> Vec<Record> {
+    seqs.map(record).collect()
+}
+
+/// An events callback and the receiving end of what it reports.
+fn events() -> (Box<dyn Fn(JournalEvent) + Send>, Receiver<JournalEvent>) {
+    let (tx, rx) = mpsc::channel();
+    (
+        Box::new(move |event| {
+            let _ = tx.send(event);
+        }),
+        rx,
+    )
+}
+
+/// Waits for an event matching `wanted`, returning those seen before it.
+fn wait_for(
+    rx: &Receiver<JournalEvent>,
+    wanted: impl Fn(&JournalEvent) -> bool,
+) -> Vec<JournalEvent> {
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(WAIT) {
+            Ok(event) if wanted(&event) => return seen,
+            Ok(event) => seen.push(event),
+            Err(_) => panic!("no such event; saw {seen:?}"),
+        }
+    }
+}
+
+fn drain(rx: &Receiver<JournalEvent>) -> Vec<JournalEvent> {
+    rx.try_iter().collect()
+}
+
+fn small_options() -> JournalOptions {
+    JournalOptions {
+        compact_after_bytes: 1 << 20,
+        salvage: false,
+        max_batch_records: 256,
+        queue_capacity: 10_000,
+    }
+}
+
+/// A [`MemStorage`] the test keeps a hand on while the writer owns it,
+/// with an optional pause in every sync (a slow disk).
+#[derive(Clone)]
+struct Shared {
+    disk: Arc<Mutex<MemStorage>>,
+    sync_pause: Duration,
+}
+
+impl Shared {
+    fn new(sync_pause: Duration) -> Self {
+        Shared {
+            disk: Arc::new(Mutex::new(MemStorage::new())),
+            sync_pause,
+        }
+    }
+
+    fn disk(&self) -> std::sync::MutexGuard<'_, MemStorage> {
+        self.disk.lock().unwrap()
+    }
+}
+
+impl Storage for Shared {
+    fn list(&self) -> Result<Vec<String>, StorageError> {
+        self.disk().list()
+    }
+    fn read(&self, name: &str) -> Result<Vec<u8>, StorageError> {
+        self.disk().read(name)
+    }
+    fn create(&mut self, name: &str) -> Result<(), StorageError> {
+        self.disk().create(name)
+    }
+    fn append(&mut self, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.disk().append(name, bytes)
+    }
+    fn sync(&mut self, name: &str) -> Result<(), StorageError> {
+        std::thread::sleep(self.sync_pause);
+        self.disk().sync(name)
+    }
+    fn truncate(&mut self, name: &str, len: u64) -> Result<(), StorageError> {
+        self.disk().truncate(name, len)
+    }
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), StorageError> {
+        self.disk().rename(from, to)
+    }
+    fn remove(&mut self, name: &str) -> Result<(), StorageError> {
+        self.disk().remove(name)
+    }
+    fn sync_dir(&mut self) -> Result<(), StorageError> {
+        self.disk().sync_dir()
+    }
+}
+
+// ----- real files ---------------------------------------------------------------
+
+#[test]
+fn appended_records_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (callback, rx) = events();
+    let (journal, restored, report) =
+        DurableJournal::open(dir.path(), small_options(), callback).unwrap();
+    assert!(restored.is_empty());
+    assert_eq!(report.file, None);
+    for n in 1..=100 {
+        journal.append(n, record(n));
+    }
+    journal.flush();
+    let seen = drain(&rx);
+    assert_eq!(seen.first(), Some(&JournalEvent::Writable(true)));
+    assert_eq!(seen.last(), Some(&JournalEvent::Persisted { upto: 100 }));
+    drop(journal);
+
+    let (callback, _rx) = events();
+    let (_journal, restored, report) =
+        DurableJournal::open(dir.path(), small_options(), callback).unwrap();
+    assert_eq!(restored, records(1..=100));
+    assert_eq!(report.torn_bytes, 0);
+}
+
+#[test]
+fn a_second_opener_of_a_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (callback, _rx) = events();
+    let first = DurableJournal::open(dir.path(), small_options(), callback).unwrap();
+    let (callback, _rx2) = events();
+    let err = DurableJournal::open(dir.path(), small_options(), callback)
+        .err()
+        .unwrap();
+    assert!(matches!(err, JournalError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains(&dir.path().display().to_string()));
+    drop(first);
+    let (callback, _rx3) = events();
+    assert!(DurableJournal::open(dir.path(), small_options(), callback).is_ok());
+}
+
+#[test]
+fn a_torn_tail_in_a_real_file_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (callback, _rx) = events();
+    let (journal, _, _) = DurableJournal::open(dir.path(), small_options(), callback).unwrap();
+    for n in 1..=10 {
+        journal.append(n, record(n));
+    }
+    drop(journal);
+    let path = dir.path().join(log_name(1));
+    let len = fs::metadata(&path).unwrap().len();
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len - 7).unwrap();
+
+    let (callback, _rx) = events();
+    let (_journal, restored, report) =
+        DurableJournal::open(dir.path(), small_options(), callback).unwrap();
+    assert_eq!(restored, records(1..=9));
+    assert!(report.torn_bytes > 0);
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        report.torn_at.unwrap(),
+        "the tail was truncated"
+    );
+}
+
+#[test]
+fn damage_in_a_real_file_is_refused_naming_its_path_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (callback, _rx) = events();
+    let (journal, _, _) = DurableJournal::open(dir.path(), small_options(), callback).unwrap();
+    for n in 1..=10 {
+        journal.append(n, record(n));
+        journal.flush();
+    }
+    drop(journal);
+    let path = dir.path().join(log_name(1));
+    let mut bytes = fs::read(&path).unwrap();
+    let damaged = record_offsets(&bytes)[2];
+    bytes[damaged + 10] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+
+    let (callback, _rx) = events();
+    let err = DurableJournal::open(dir.path(), small_options(), callback)
+        .err()
+        .unwrap();
+    let JournalError::Corrupt { file, offset, .. } = &err else {
+        panic!("expected corruption, got {err:?}");
+    };
+    assert_eq!(file, &path.display().to_string());
+    assert_eq!(*offset, damaged as u64);
+    assert!(err.to_string().contains(&format!("byte offset {offset}")));
+
+    let (callback, _rx) = events();
+    let salvage = JournalOptions {
+        salvage: true,
+        ..small_options()
+    };
+    let (_journal, restored, report) = DurableJournal::open(dir.path(), salvage, callback).unwrap();
+    assert_eq!(report.skipped.len(), 1);
+    let mut expected = records(1..=10);
+    expected.remove(2);
+    assert_eq!(restored, expected);
+}
+
+/// The files of a compaction as they are at each of its steps, recovered
+/// in a fresh directory each: every one gives the same state.
+#[test]
+fn a_crash_at_any_step_of_a_compaction_recovers_from_real_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = Journal::open(FileStorage::new(dir.path()), JournalConfig::default())
+        .unwrap()
+        .journal;
+    for n in 1..=30 {
+        journal.append(n, &record(n));
+        if n % 10 == 0 {
+            journal.commit();
+        }
+    }
+    let old = fs::read(dir.path().join(log_name(1))).unwrap();
+    // The core saw 1..=25 settle: 26..=30 are carried after the snapshot.
+    journal
+        .install_snapshot(25, &state_of(records(1..=25)))
+        .unwrap();
+    let new = fs::read(dir.path().join(log_name(2))).unwrap();
+    let expected = state_of(records(1..=30));
+
+    /// A step's name and the files on disk after a crash there.
+    type State = (String, Vec<(String, Vec<u8>)>);
+    let mut states: Vec<State> = Vec::new();
+    let cuts = [0, 5, 32, 100, new.len() / 2, new.len() - 1, new.len()];
+    for cut in cuts {
+        states.push((
+            format!("snapshot written up to byte {cut}"),
+            vec![
+                (log_name(1), old.clone()),
+                (tmp_name(2), new[..cut].to_vec()),
+            ],
+        ));
+    }
+    states.push((
+        "renamed, old file still there".into(),
+        vec![(log_name(1), old.clone()), (log_name(2), new.clone())],
+    ));
+    states.push(("done".into(), vec![(log_name(2), new.clone())]));
+
+    for (step, files) in states {
+        let crashed = tempfile::tempdir().unwrap();
+        for (name, bytes) in &files {
+            fs::write(crashed.path().join(name), bytes).unwrap();
+        }
+        let opened = Journal::open(FileStorage::new(crashed.path()), JournalConfig::default())
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        assert_eq!(state_of(opened.records), expected, "{step}");
+        let left: Vec<String> = fs::read_dir(crashed.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left.len(), 1, "{step}: {left:?}");
+    }
+}
+
+// ----- the writer thread ----------------------------------------------------------
+
+#[test]
+fn group_commit_puts_many_appends_in_few_syncs() {
+    let disk = Shared::new(Duration::from_millis(3));
+    let (callback, rx) = events();
+    let (journal, _, _) = DurableJournal::start(disk.clone(), small_options(), callback).unwrap();
+    let syncs_before = disk.disk().count(Op::Sync);
+    for n in 1..=2_000 {
+        journal.append(n, record(n));
+    }
+    journal.flush();
+    let stats = journal.stats();
+    let syncs = disk.disk().count(Op::Sync) - syncs_before;
+    assert_eq!(stats.appends, 2_000);
+    assert_eq!(stats.batches, syncs);
+    // While one sync runs the next batch gathers; a batch holds at most 256.
+    assert!(syncs <= 100, "{syncs} syncs for 2000 appends");
+    assert!(
+        syncs >= 2_000 / 256,
+        "{syncs} syncs: batches over the bound"
+    );
+
+    let persisted: Vec<u64> = drain(&rx)
+        .into_iter()
+        .filter_map(|e| match e {
+            JournalEvent::Persisted { upto } => Some(upto),
+            _ => None,
+        })
+        .collect();
+    assert!(persisted.windows(2).all(|w| w[0] < w[1]), "{persisted:?}");
+    assert_eq!(persisted.last(), Some(&2_000));
+    assert_eq!(persisted.len() as u64, syncs);
+}
+
+#[test]
+fn a_failing_disk_fails_writes_until_a_snapshot_is_installed() {
+    let disk = Shared::new(Duration::ZERO);
+    let (callback, rx) = events();
+    let (journal, _, _) = DurableJournal::start(disk.clone(), small_options(), callback).unwrap();
+    journal.append(1, record(1));
+    journal.flush();
+    assert_eq!(
+        wait_for(&rx, |e| *e == JournalEvent::Persisted { upto: 1 }),
+        vec![JournalEvent::Writable(true)]
+    );
+
+    disk.disk().fail_next(Op::Sync, 1);
+    journal.append(2, record(2));
+    journal.flush();
+    wait_for(&rx, |e| *e == JournalEvent::PersistFailed { from: 2 });
+    wait_for(&rx, |e| *e == JournalEvent::Writable(false));
+    // Nothing is acknowledged until a fresh file exists.
+    journal.append(3, record(3));
+    journal.flush();
+    wait_for(&rx, |e| *e == JournalEvent::PersistFailed { from: 3 });
+    // The writer asks for a snapshot after a pause, and again if none comes.
+    wait_for(&rx, |e| *e == JournalEvent::WantsSnapshot);
+    wait_for(&rx, |e| *e == JournalEvent::WantsSnapshot);
+
+    journal.install_snapshot(1, state_of(records(1..=1)));
+    journal.append(4, record(4));
+    journal.flush();
+    let seen = wait_for(&rx, |e| *e == JournalEvent::Persisted { upto: 4 });
+    assert!(seen.contains(&JournalEvent::Writable(true)), "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, JournalEvent::PersistFailed { .. })),
+        "{seen:?}"
+    );
+    assert_eq!(journal.stats().snapshots, 1);
+    drop(journal);
+
+    let storage = disk.disk().clone();
+    let reopened = Journal::open(storage, JournalConfig::default()).unwrap();
+    let expected: Vec<Record> = vec![record(1), record(4)];
+    assert_eq!(state_of(reopened.records), state_of(expected));
+}
+
+#[test]
+fn compaction_is_asked_for_and_carried_out() {
+    let disk = Shared::new(Duration::ZERO);
+    let options = JournalOptions {
+        compact_after_bytes: 4_000,
+        ..small_options()
+    };
+    let (callback, rx) = events();
+    let (journal, _, _) = DurableJournal::start(disk.clone(), options, callback).unwrap();
+    let mut n = 0;
+    while !drain(&rx).contains(&JournalEvent::WantsSnapshot) {
+        n += 1;
+        assert!(n < 1_000, "compaction never asked for");
+        journal.append(n, record(n));
+        journal.flush();
+    }
+    journal.install_snapshot(n, state_of(records(1..=n)));
+    journal.append(n + 1, record(n + 1));
+    journal.flush();
+    assert_eq!(journal.stats().snapshots, 1);
+    assert_eq!(journal.stats().generation, 2);
+    drop(journal);
+    let reopened = Journal::open(disk.disk().clone(), JournalConfig::default()).unwrap();
+    assert_eq!(state_of(reopened.records), state_of(records(1..=n + 1)));
+}
+
+#[test]
+fn an_append_that_finds_the_queue_full_fails_and_so_does_what_follows() {
+    let disk = Shared::new(Duration::from_millis(5));
+    let options = JournalOptions {
+        queue_capacity: 4,
+        ..small_options()
+    };
+    let (callback, rx) = events();
+    let (journal, _, _) = DurableJournal::start(disk.clone(), options, callback).unwrap();
+    for n in 1..=200 {
+        journal.append(n, record(n));
+    }
+    journal.flush();
+    let seen = drain(&rx);
+    let first_failure = seen
+        .iter()
+        .position(|e| matches!(e, JournalEvent::PersistFailed { .. }))
+        .expect("the queue overflowed");
+    let JournalEvent::PersistFailed { from } = seen[first_failure] else {
+        unreachable!()
+    };
+    let persisted_before = seen[..first_failure]
+        .iter()
+        .filter_map(|e| match e {
+            JournalEvent::Persisted { upto } => Some(*upto),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    assert_eq!(persisted_before, from - 1, "{seen:?}");
+    assert!(
+        !seen[first_failure..]
+            .iter()
+            .any(|e| matches!(e, JournalEvent::Persisted { .. })),
+        "nothing after the lost append is acknowledged: {seen:?}"
+    );
+    drop(journal);
+    let reopened = Journal::open(disk.disk().clone(), JournalConfig::default()).unwrap();
+    assert_eq!(reopened.records, records(1..=from - 1));
+}
