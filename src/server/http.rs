@@ -140,14 +140,27 @@ where
 {
     let is_head = request.method() == Method::HEAD;
     let path = request.uri().path().to_owned();
-    let reply = match Route::of(&path) {
+    let route = Route::of(&path);
+    if route == Some(Route::Dispatch) && request.method() == Method::POST {
+        return dispatch(&app, request).await;
+    }
+    // Nothing else reads a body; read it anyway (within the limits), so the
+    // client is not cut off before it reads the answer.
+    let (parts, body) = request.into_parts();
+    let _ = read_body(
+        body,
+        declared_length(&parts.headers),
+        app.limits.body_read_timeout,
+    )
+    .await;
+    let reply = match route {
         None => Problem::not_found().into_reply(),
-        Some(route) if !route.allows(request.method()) => {
+        Some(route) if !route.allows(&parts.method) => {
             Problem::method_not_allowed(route.allow()).into_reply()
         }
-        Some(Route::Dispatch) => dispatch(&app, request).await,
+        Some(Route::Dispatch) => Problem::method_not_allowed(Route::Dispatch.allow()).into_reply(),
         Some(Route::Assignment(id)) => {
-            if request.method() == Method::DELETE {
+            if parts.method == Method::DELETE {
                 cancel(&app, id).await
             } else {
                 get_assignment(&app, id).await
@@ -155,7 +168,7 @@ where
         }
         Some(Route::Livez) => status_reply(StatusCode::OK, "ok"),
         Some(Route::Readyz) => readyz(&app),
-        Some(Route::Metrics) => metrics(&app, request.headers().get(ACCEPT)).await,
+        Some(Route::Metrics) => metrics(&app, parts.headers.get(ACCEPT)).await,
         Some(Route::OpenApi) => {
             let mut reply = http::Response::new(Full::new(app.openapi.clone()));
             reply

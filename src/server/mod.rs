@@ -136,6 +136,15 @@ impl ServerHandle {
 /// the journal, restores the core, binds the listener — any of which may
 /// fail, before anything listens — then serves until shut down.
 pub async fn start(settings: Settings) -> Result<ServerHandle, StartError> {
+    start_with(settings, None).await
+}
+
+/// [`start`], with other availability and rules services than the embedded
+/// ones (for example clients of remote services, or faulty ones in tests).
+pub async fn start_with(
+    settings: Settings,
+    services: Option<Services>,
+) -> Result<ServerHandle, StartError> {
     settings.check()?;
     let clock = Clock::start();
     let roster = Arc::new(load_roster(&settings)?);
@@ -163,7 +172,9 @@ pub async fn start(settings: Settings) -> Result<ServerHandle, StartError> {
     };
     drop(records);
 
-    let services = Services::embedded(embedded_settings(&settings, roster), clock, metrics.clone());
+    let services = services.unwrap_or_else(|| {
+        Services::embedded(embedded_settings(&settings, roster), clock, metrics.clone())
+    });
     let parts = DriverParts {
         clock,
         journal,
