@@ -586,7 +586,11 @@ async fn metrics_count_every_outcome() {
         &text,
         "tour_dispatcher_dependency_calls_total{dependency=\"journal\",result=\"ok\"}",
     );
-    assert_eq!(journal, Some(3.0), "two bookings and one cancel were journaled");
+    assert_eq!(
+        journal,
+        Some(3.0),
+        "two bookings and one cancel were journaled"
+    );
     server.stop().await;
 }
 
