@@ -69,6 +69,40 @@ impl Book {
         }
     }
 
+    /// A book holding `bookings` (in any order), or the first agent and
+    /// assignment found to overlap another booking of that agent.
+    pub fn from_bookings(
+        travel_buffer_ms: u64,
+        mut bookings: Vec<(CompactString, Window, AssignmentId)>,
+    ) -> Result<Self, (CompactString, AssignmentId)> {
+        bookings.sort_unstable_by(|a, b| (&a.0, a.1.start).cmp(&(&b.0, b.1.start)));
+        let mut book = Book::new(travel_buffer_ms);
+        book.len = bookings.len();
+        let mut rest = bookings.as_slice();
+        while let Some(first) = rest.first() {
+            let n = rest.iter().take_while(|b| b.0 == first.0).count();
+            let (mine, others) = rest.split_at(n);
+            rest = others;
+            for pair in mine.windows(2) {
+                if pair[0].1.end.plus_ms(travel_buffer_ms) > pair[1].1.start {
+                    return Err((pair[1].0.clone(), pair[1].2));
+                }
+            }
+            let mut agent = AgentBook {
+                tours: mine
+                    .iter()
+                    .map(|(_, iv, id)| (iv.start, (iv.end, *id)))
+                    .collect(),
+                per_day: BTreeMap::new(),
+            };
+            for (_, iv, _) in mine {
+                *agent.per_day.entry(iv.start.utc_day()).or_default() += 1;
+            }
+            book.agents.insert(first.0.clone(), agent);
+        }
+        Ok(book)
+    }
+
     /// Bookings held (in flight and durable).
     pub fn len(&self) -> usize {
         self.len
@@ -97,7 +131,11 @@ impl Book {
     /// Books `interval` for `agent`. The caller checked [`Book::is_free`].
     pub fn insert(&mut self, agent: &str, interval: Window, id: AssignmentId) {
         debug_assert!(self.is_free(agent, interval), "double booking of {agent}");
-        let book = self.agents.entry(agent.into()).or_default();
+        // Look up before inserting: most agents are known already.
+        let book = match self.agents.get_mut(agent) {
+            Some(book) => book,
+            None => self.agents.entry(agent.into()).or_default(),
+        };
         book.tours.insert(interval.start, (interval.end, id));
         *book.per_day.entry(interval.start.utc_day()).or_default() += 1;
         self.len += 1;

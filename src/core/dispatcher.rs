@@ -8,6 +8,7 @@
 use crate::core::attempt::{Attempt, Batch, Fetch, Intake, Phase, SlotRules};
 use crate::core::book::{Assignment, AssignmentStatus, Book, Slot};
 use crate::core::config::{Config, ConfigError};
+use crate::core::durable::{Durable, Stored};
 use crate::core::idempotency::{IdempotencyTable, StoredAnswer};
 use crate::core::ids::{
     AssignmentId, AttemptId, CallId, Fingerprint, KeyHash, PrehashedMap, Ticket,
@@ -32,13 +33,6 @@ pub enum RestoreError {
     Config(#[from] ConfigError),
     #[error("the journal books agent {agent} twice at overlapping times (assignment {id}); refusing to start on it")]
     DoubleBooking { agent: String, id: AssignmentId },
-}
-
-/// A durable assignment and how long memory keeps it.
-#[derive(Debug, Clone)]
-struct Stored {
-    assignment: Assignment,
-    keep_until: Timestamp,
 }
 
 /// A ticket waiting for an answer.
@@ -146,10 +140,8 @@ impl Dispatcher {
     ) -> Result<Self, RestoreError> {
         let mut d = Dispatcher::new(config)?;
         d.now = now;
-        for record in records {
-            d.apply_durable(record)?;
-        }
-        d.expire(now);
+        let durable = Durable::fold(records, &d.config.secret);
+        d.install(durable)?;
         Ok(d)
     }
 
@@ -1122,39 +1114,45 @@ impl Dispatcher {
 
     // ----- durable state ---------------------------------------------------
 
-    fn apply_durable(&mut self, record: Record) -> Result<(), RestoreError> {
-        match record {
-            Record::Sequence { next } => self.next_assignment = self.next_assignment.max(next),
-            Record::Booked { assignment, key } => {
-                let seq = assignment.id.seq(&self.config.secret);
-                self.next_assignment = self.next_assignment.max(seq.saturating_add(1));
-                if assignment.status == AssignmentStatus::Confirmed
-                    && !self
-                        .book
-                        .is_free(&assignment.agent_id, assignment.interval())
-                {
-                    return Err(RestoreError::DoubleBooking {
-                        agent: assignment.agent_id.to_string(),
-                        id: assignment.id,
-                    });
-                }
-                if let Some(k) = key {
-                    self.keys
-                        .restore(&k, StoredAnswer::Assigned(assignment.id), self.now);
-                }
-                if assignment.status == AssignmentStatus::Confirmed {
-                    self.book
-                        .insert(&assignment.agent_id, assignment.interval(), assignment.id);
-                }
-                self.store(assignment, key);
-            }
-            Record::Answered { key, answer } => {
-                self.keys
-                    .restore(&key, StoredAnswer::from_remembered(&answer), self.now)
-            }
-            Record::Cancelled { id } => self.apply_cancelled(id),
-            Record::Undone { id, key } => self.apply_undone(key, id),
+    /// Builds the tables from restored durable state, dropping what has
+    /// expired by `self.now`.
+    fn install(&mut self, durable: Durable) -> Result<(), RestoreError> {
+        let now = self.now;
+        let retention_ms = self.config.retention_ms();
+        self.next_assignment = durable.next_assignment;
+        self.assignments = durable.assignments;
+        for s in self.assignments.values_mut() {
+            s.keep_until = s.assignment.end.plus_ms(retention_ms);
         }
+        self.keys.restore_all(durable.keys, now);
+        // A live key keeps its assignment readable for replays.
+        for (entry, answer) in self.keys.durable() {
+            if let StoredAnswer::Assigned(id) = answer {
+                if let Some(s) = self.assignments.get_mut(id) {
+                    let expiry = entry.created_at.plus_ms(self.config.idempotency_ttl_ms);
+                    s.keep_until = s.keep_until.max(expiry);
+                }
+            }
+        }
+        self.assignments.retain(|_, s| s.keep_until > now);
+        let mut retention = Vec::with_capacity(self.assignments.len());
+        let mut bookings = Vec::with_capacity(self.assignments.len());
+        for (&id, s) in &self.assignments {
+            retention.push((s.keep_until, id));
+            let a = &s.assignment;
+            if a.status == AssignmentStatus::Confirmed {
+                bookings.push((a.agent_id.clone(), a.interval(), id));
+            }
+        }
+        self.active = bookings.len() as u64;
+        retention.sort_unstable();
+        self.retention = retention.into_iter().collect();
+        self.book = Book::from_bookings(self.config.travel_buffer_ms(), bookings).map_err(
+            |(agent, id)| RestoreError::DoubleBooking {
+                agent: agent.to_string(),
+                id,
+            },
+        )?;
         Ok(())
     }
 

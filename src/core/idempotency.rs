@@ -126,21 +126,20 @@ impl IdempotencyTable {
         Some(e)
     }
 
-    /// Rebuilds an entry from the journal (ignores it if already expired).
-    pub fn restore(&mut self, entry: &KeyEntry, answer: StoredAnswer, now: Timestamp) {
-        if entry.created_at.plus_ms(self.ttl_ms) <= now {
-            return;
-        }
-        self.release(&entry.key);
-        self.insert(
-            entry.key,
-            Entry {
-                fingerprint: entry.fingerprint,
-                created_at: entry.created_at,
-                answer: Some(answer),
-                attempt: None,
-            },
-        );
+    /// Rebuilds the table from the journal's live keys (an empty table
+    /// only). More keys than the capacity are kept: none is forgotten
+    /// before its TTL, and new keys are refused until there is room.
+    pub fn restore_all(&mut self, mut entries: PrehashedMap<KeyHash, Entry>, now: Timestamp) {
+        debug_assert!(self.entries.is_empty());
+        let ttl = self.ttl_ms;
+        entries.retain(|_, e| e.created_at.plus_ms(ttl) > now);
+        let mut by_expiry: Vec<(Timestamp, KeyHash)> = entries
+            .iter()
+            .map(|(k, e)| (e.created_at.plus_ms(ttl), *k))
+            .collect();
+        by_expiry.sort_unstable();
+        self.by_expiry = by_expiry.into_iter().collect();
+        self.entries = entries;
     }
 
     /// Forgets every key whose TTL has run out and that no attempt holds

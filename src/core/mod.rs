@@ -22,6 +22,7 @@ pub mod attempt;
 pub mod book;
 pub mod config;
 pub mod dispatcher;
+pub mod durable;
 pub mod idempotency;
 pub mod ids;
 pub mod io;
