@@ -98,6 +98,9 @@ impl Drop for Running {
     }
 }
 
+/// Flags, environment variables, and a word stderr must contain.
+type Refusal<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 /// Runs the binary to its end; returns its status and stderr.
 fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
     let mut cmd = command(dir, args);
@@ -168,7 +171,7 @@ fn bad_settings_exit_non_zero_before_listening() {
     let bad_roster = dir.join("bad-roster.json");
     std::fs::write(&bad_roster, r#"{"agents": [{"id": "x"}]}"#).unwrap();
     let bad_roster = bad_roster.to_str().unwrap().to_owned();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Refusal> = vec![
         (vec!["--shards", "0"], vec![], "--shards"),
         (vec!["--slot-step-min", "7"], vec![], "--slot-step-min"),
         (vec!["--log-format", "xml"], vec![], "--log-format"),
