@@ -47,6 +47,8 @@ async fn run(settings: Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Also on stderr, so a script finds the address whichever stream it reads.
+    eprintln!("tour-dispatcher: listening on http://{}", server.addr());
     let signal = signals.next().await;
     tracing::info!(signal, "shutting down");
     server.shutdown();

@@ -132,8 +132,20 @@ impl Route<'_> {
     }
 }
 
-/// Answers one request.
+/// Answers one request (and logs it at debug level).
 pub async fn handle<B>(app: Arc<App>, request: Request<B>) -> Reply
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let reply = answer(app, request).await;
+    tracing::debug!(%method, path, status = reply.status().as_u16(), "request");
+    reply
+}
+
+async fn answer<B>(app: Arc<App>, request: Request<B>) -> Reply
 where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
