@@ -172,6 +172,13 @@ impl Driver {
 
     /// Feeds one input at the current time, then executes its outputs.
     fn feed(&mut self, input: Input) {
+        self.handle(input);
+        self.execute_outputs();
+    }
+
+    /// Feeds one input at the current time; its outputs wait in
+    /// `self.outputs` (recorded, not yet executed).
+    fn handle(&mut self, input: Input) {
         let now = self.parts.clock.now();
         let recorded = self.parts.recorder.is_some().then(|| input.clone());
         self.core.handle(now, input);
@@ -184,6 +191,9 @@ impl Driver {
                 self.parts.recorder = None;
             }
         }
+    }
+
+    fn execute_outputs(&mut self) {
         for output in std::mem::take(&mut self.outputs) {
             self.execute(output);
         }
@@ -266,8 +276,11 @@ impl Driver {
                 JournalEvent::PersistFailed { from } => {
                     tracing::error!(from, "journal writes failed; continuing from a snapshot");
                     self.settle_cancels(from.saturating_sub(1), from);
-                    self.feed(Input::PersistFailed { from });
+                    self.handle(Input::PersistFailed { from });
+                    // The fresh file first: what the failure set off (reruns,
+                    // new remembered answers) is appended to it.
                     self.install_snapshot();
+                    self.execute_outputs();
                 }
                 JournalEvent::WantsSnapshot => self.install_snapshot(),
                 JournalEvent::Writable(writable) => {
@@ -402,5 +415,231 @@ async fn sleep_until(at: Option<std::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::time::{MS_PER_DAY, MS_PER_HOUR};
+    use crate::core::{Config, Dependency, RawWindow};
+    use crate::embedded::{AvailabilityConfig, Roster, RulesConfig};
+    use crate::server::services::EmbeddedSettings;
+    use std::sync::Mutex;
+
+    /// What the driver asked of the journal.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Call {
+        Append(u64, Record),
+        Install(u64),
+    }
+
+    /// A journal that acknowledges nothing by itself: the test does.
+    struct Scripted(Arc<Mutex<Vec<Call>>>);
+
+    impl Journal for Scripted {
+        fn append(&mut self, seq: u64, record: Record) {
+            self.0.lock().unwrap().push(Call::Append(seq, record));
+        }
+        fn install_snapshot(&mut self, durable_seq: u64, _snapshot: Vec<Record>) {
+            self.0.lock().unwrap().push(Call::Install(durable_seq));
+        }
+        fn flush(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    struct Rig {
+        handle: DriverHandle,
+        calls: Arc<Mutex<Vec<Call>>>,
+        events: EventQueue,
+        metrics: Arc<Metrics>,
+        state: Arc<ServerState>,
+        clock: Clock,
+        next_ticket: u64,
+        run: tokio::task::JoinHandle<Box<dyn Journal>>,
+    }
+
+    impl Rig {
+        fn start() -> Rig {
+            let clock = Clock::start();
+            let metrics = Arc::new(Metrics::new(1));
+            let state = Arc::new(ServerState::default());
+            let events = EventQueue::default();
+            let calls = Arc::new(Mutex::new(Vec::new()));
+            let services = Services::embedded(
+                EmbeddedSettings {
+                    roster: Arc::new(Roster::demo()),
+                    availability: AvailabilityConfig { slot_step_min: 15 },
+                    rules: RulesConfig::default(),
+                    availability_latency: Duration::ZERO,
+                    slot_interval: Duration::ZERO,
+                    rules_latency: Duration::ZERO,
+                },
+                clock,
+                metrics.clone(),
+            );
+            let config = Config {
+                shards: 1,
+                ..Config::default()
+            };
+            let core = Dispatcher::restore(config, clock.now(), []).unwrap();
+            let (driver, handle) = Driver::new(
+                core,
+                DriverParts {
+                    clock,
+                    journal: Box::new(Scripted(calls.clone())),
+                    journal_events: events.clone(),
+                    services,
+                    metrics: metrics.clone(),
+                    state: state.clone(),
+                    recorder: None,
+                    drain_timeout: Duration::from_secs(5),
+                    channel_capacity: 16,
+                    stream_chunk: 8,
+                },
+            );
+            Rig {
+                handle,
+                calls,
+                events,
+                metrics,
+                state,
+                clock,
+                next_ticket: 1,
+                run: tokio::spawn(driver.run()),
+            }
+        }
+
+        /// A request for two days from now, 09:00-12:00 UTC.
+        fn body(&self, customer: &str) -> RawRequest {
+            let day = self.clock.now().as_millis() / MS_PER_DAY + 2;
+            let at = |h: u64| Timestamp(day * MS_PER_DAY + h * MS_PER_HOUR).to_rfc3339();
+            RawRequest {
+                customer_id: Some(customer.into()),
+                zipcode: Some("94107".into()),
+                window: Some(RawWindow {
+                    start: Some(at(9)),
+                    end: Some(at(12)),
+                }),
+                duration_minutes: Some(30),
+                ..RawRequest::default()
+            }
+        }
+
+        async fn submit(&mut self, body: RawRequest) -> oneshot::Receiver<Answer> {
+            let (reply, answer) = oneshot::channel();
+            let ticket = Ticket(self.next_ticket);
+            self.next_ticket += 1;
+            let deadline = self.clock.now().plus_ms(5_000);
+            let submit = Command::Submit {
+                ticket,
+                body,
+                idempotency_key: None,
+                deadline,
+                reply,
+            };
+            self.handle.submits.send(submit).await.unwrap();
+            answer
+        }
+
+        /// Waits until the journal saw `n` calls.
+        async fn calls(&self, n: usize) -> Vec<Call> {
+            for _ in 0..200 {
+                let calls = self.calls.lock().unwrap().clone();
+                if calls.len() >= n {
+                    return calls;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("the journal saw {:?}", self.calls.lock().unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn persisted_answers_and_a_failed_write_installs_a_snapshot() {
+        let mut rig = Rig::start();
+        let first = rig.submit(rig.body("a")).await;
+        let calls = rig.calls(1).await;
+        assert!(matches!(calls[0], Call::Append(1, Record::Booked { .. })));
+        rig.events.push(JournalEvent::PersistFailed { from: 1 });
+        let answer = first.await.unwrap();
+        assert_eq!(
+            answer.response,
+            Response::DependencyUnavailable {
+                dependency: Dependency::Journal,
+                retry_after_s: 1
+            }
+        );
+        assert_eq!(rig.calls(2).await[1], Call::Install(0), "a fresh file from the snapshot");
+
+        let second = rig.submit(rig.body("b")).await;
+        let calls = rig.calls(3).await;
+        let Call::Append(seq, Record::Booked { assignment, .. }) = &calls[2] else {
+            panic!("{calls:?}")
+        };
+        rig.events.push(JournalEvent::Persisted { upto: *seq });
+        let answer = second.await.unwrap();
+        assert_eq!(answer.response, Response::Assigned(assignment.clone()));
+
+        let (reply, cancelled) = oneshot::channel();
+        let id = assignment.id;
+        rig.handle
+            .control
+            .send(Command::Cancel {
+                ticket: Ticket(99),
+                id,
+                reply,
+            })
+            .await
+            .unwrap();
+        let calls = rig.calls(4).await;
+        assert_eq!(calls[3], Call::Append(seq + 1, Record::Cancelled { id }));
+        rig.events.push(JournalEvent::Persisted { upto: seq + 1 });
+        assert!(matches!(
+            cancelled.await.unwrap().response,
+            Response::Cancelled(_)
+        ));
+        assert!(rig.metrics.encode(false).contains("tour_dispatcher_cancellations_total 1"));
+
+        rig.state.set_ready();
+        rig.events.push(JournalEvent::Writable(false));
+        for _ in 0..200 {
+            if rig.state.not_ready_because().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(rig.state.not_ready_because(), Some("the journal cannot write"));
+
+        rig.handle.control.send(Command::Drain).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rig.run)
+            .await
+            .expect("an idle driver stops once drained")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_gone_before_its_submit_is_taken_starts_nothing() {
+        let mut rig = Rig::start();
+        let (reply, answer) = oneshot::channel();
+        drop(answer);
+        let gone = Command::Submit {
+            ticket: Ticket(1000),
+            body: rig.body("gone"),
+            idempotency_key: None,
+            deadline: rig.clock.now().plus_ms(5_000),
+            reply,
+        };
+        rig.handle.submits.send(gone).await.unwrap();
+        // The channel is in order: the second submit comes after the first.
+        let second = rig.submit(rig.body("here")).await;
+        let calls = rig.calls(1).await;
+        assert_eq!(calls.len(), 1, "only the waiting client's booking: {calls:?}");
+        let Call::Append(seq, _) = calls[0] else {
+            panic!()
+        };
+        rig.events.push(JournalEvent::Persisted { upto: seq });
+        assert!(matches!(second.await.unwrap().response, Response::Assigned(_)));
     }
 }
