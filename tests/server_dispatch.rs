@@ -691,3 +691,42 @@ async fn answers_survive_a_restart_on_the_data_dir() {
     server.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_is_gone_and_books_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(&["--rules-latency-ms", "1000"]).await;
+    let client = server.client();
+    let body = serde_json::to_string(&good_request("gone")).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "POST /dispatch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-request-timeout-ms: 10000\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(stream);
+    let cancelled =
+        "tour_dispatcher_dependency_calls_total{dependency=\"rules\",result=\"cancelled\"}";
+    let mut seen = 0.0;
+    for _ in 0..100 {
+        seen = client.metric(cancelled).await;
+        if seen > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen, 1.0,
+        "the rules call was cancelled when the client left"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        client.metric("tour_dispatcher_reservations_active").await,
+        0.0
+    );
+    let total = "tour_dispatcher_dispatch_duration_seconds_count";
+    assert_eq!(client.metric(total).await, 0.0, "nobody was answered");
+    server.stop().await;
+}

@@ -571,7 +571,11 @@ mod tests {
                 retry_after_s: 1
             }
         );
-        assert_eq!(rig.calls(2).await[1], Call::Install(0), "a fresh file from the snapshot");
+        assert_eq!(
+            rig.calls(2).await[1],
+            Call::Install(0),
+            "a fresh file from the snapshot"
+        );
 
         let second = rig.submit(rig.body("b")).await;
         let calls = rig.calls(3).await;
@@ -600,7 +604,10 @@ mod tests {
             cancelled.await.unwrap().response,
             Response::Cancelled(_)
         ));
-        assert!(rig.metrics.encode(false).contains("tour_dispatcher_cancellations_total 1"));
+        assert!(rig
+            .metrics
+            .encode(false)
+            .contains("tour_dispatcher_cancellations_total 1"));
 
         rig.state.set_ready();
         rig.events.push(JournalEvent::Writable(false));
@@ -610,7 +617,10 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(rig.state.not_ready_because(), Some("the journal cannot write"));
+        assert_eq!(
+            rig.state.not_ready_because(),
+            Some("the journal cannot write")
+        );
 
         rig.handle.control.send(Command::Drain).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), rig.run)
@@ -635,11 +645,18 @@ mod tests {
         // The channel is in order: the second submit comes after the first.
         let second = rig.submit(rig.body("here")).await;
         let calls = rig.calls(1).await;
-        assert_eq!(calls.len(), 1, "only the waiting client's booking: {calls:?}");
+        assert_eq!(
+            calls.len(),
+            1,
+            "only the waiting client's booking: {calls:?}"
+        );
         let Call::Append(seq, _) = calls[0] else {
             panic!()
         };
         rig.events.push(JournalEvent::Persisted { upto: seq });
-        assert!(matches!(second.await.unwrap().response, Response::Assigned(_)));
+        assert!(matches!(
+            second.await.unwrap().response,
+            Response::Assigned(_)
+        ));
     }
 }
