@@ -276,7 +276,8 @@ async fn sigterm_drains_and_exits_zero() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines[0]["format"], "tour-dispatcher-trace");
+    assert_eq!(lines[0]["format"], 1);
+    assert!(lines[0]["config"]["secret"].is_object());
     assert!(lines[1..]
         .iter()
         .any(|l| l["input"].get("Submit").is_some()));

@@ -2,47 +2,48 @@
 //! `tour-sim replay FILE` can feed the very same sequence to a `Dispatcher`
 //! and reproduce a production run.
 //!
-//! # Format (version 1)
+//! # Format (`format` 1, shared with the simulator's reader)
 //!
 //! JSON lines, appended (a file may hold several runs of the server):
 //!
-//! 1. A header line opens each run:
-//!    `{"format":"tour-dispatcher-trace","version":1,"source":"server",
-//!    "config":<core::Config>,"now":<ms>,"records":[<core::Record>,...]}`
-//!    — the core's configuration (secret included: keep traces private),
-//!    the `now` given to `Dispatcher::restore`, and the durable records it
-//!    was restored from (empty on a fresh start). A header after the first
-//!    is a restart of the process: rebuild the dispatcher with
-//!    `Dispatcher::restore(config, now, records)`.
-//! 2. One line per input, in the order the core saw them:
-//!    `{"now":<ms>,"input":<core::Input>,"outputs_hash":"<16 hex digits>"}`
-//!    — `now` is the time passed to `handle`; `outputs_hash` is a running
-//!    hash over every output of the run so far: starting from 0 at each
-//!    header, for every output drained after this input, in order,
-//!    `hash = stable_hash64(hash.to_le_bytes() ++ serde_json(output))`
-//!    (`core::ids::stable_hash64`). A replay that ends with the same hash
-//!    produced the same outputs, byte for byte.
+//! 1. A header line opens each run of the process:
+//!    `{"format":1,"config":<core::Config>,"records":[<core::Record>,...],
+//!    "now":<ms>,"source":"server"}` — the core's configuration exactly as
+//!    given to `Dispatcher::restore` (secret included, so replayed ids and
+//!    hashes match: keep traces private), the durable records it was
+//!    restored from (empty on a fresh start), and the `now` of the restore.
+//!    A header after the first is a restart: replay restores a fresh core
+//!    from its `records` and goes on.
+//! 2. One line per input, in the order `Dispatcher::handle` saw them
+//!    (`Tick`s included): `{"now":<ms>,"input":<core::Input>,
+//!    "outputs_hash":"<16 hex digits>"}` — `now` is the time given to
+//!    `handle`; `outputs_hash` is the running hash of every output of this
+//!    process so far (it starts afresh at each header), computed as the
+//!    simulator's `OutputHash`: SipHash-1-3 keyed `(0x746f_7572_2d73_696d,
+//!    0x6f75_7470_7574_7321)`, fed for each output its `now` (`write_u64`)
+//!    then its serde JSON.
 //!
-//! `Input`, `Config` and `Record` use their serde (JSON) representations.
+//! `Input`, `Config` and `Record` use their serde (JSON) representations
+//! (externally tagged enums).
 
-use crate::core::ids::stable_hash64;
 use crate::core::{Config, Input, Output, Record, Timestamp};
 use serde::Serialize;
+use siphasher::sip::SipHasher13;
 use std::fs::{File, OpenOptions};
+use std::hash::Hasher;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-pub const TRACE_FORMAT: &str = "tour-dispatcher-trace";
-pub const TRACE_VERSION: u32 = 1;
+/// The trace format version.
+pub const TRACE_FORMAT: u32 = 1;
 
 #[derive(Serialize)]
 struct Header<'a> {
-    format: &'static str,
-    version: u32,
-    source: &'static str,
+    format: u32,
     config: &'a Config,
-    now: Timestamp,
     records: &'a [Record],
+    now: Timestamp,
+    source: &'static str,
 }
 
 #[derive(Serialize)]
@@ -52,10 +53,47 @@ struct Step<'a> {
     outputs_hash: String,
 }
 
+/// The running hash of outputs (see the module documentation).
+#[derive(Clone)]
+pub struct OutputHash(SipHasher13);
+
+impl Default for OutputHash {
+    fn default() -> Self {
+        OutputHash(SipHasher13::new_with_keys(
+            0x746f_7572_2d73_696d,
+            0x6f75_7470_7574_7321,
+        ))
+    }
+}
+
+struct HashWriter<'a>(&'a mut SipHasher13);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl OutputHash {
+    pub fn add(&mut self, now: Timestamp, output: &Output) {
+        self.0.write_u64(now.as_millis());
+        // Writing into a hasher cannot fail.
+        let _ = serde_json::to_writer(HashWriter(&mut self.0), output);
+    }
+
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0.finish())
+    }
+}
+
 /// Appends a run to a trace file.
 pub struct TraceRecorder {
     out: BufWriter<File>,
-    hash: u64,
+    hash: OutputHash,
 }
 
 impl TraceRecorder {
@@ -69,15 +107,14 @@ impl TraceRecorder {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let mut recorder = TraceRecorder {
             out: BufWriter::new(file),
-            hash: 0,
+            hash: OutputHash::default(),
         };
         let header = Header {
             format: TRACE_FORMAT,
-            version: TRACE_VERSION,
-            source: "server",
             config,
-            now,
             records,
+            now,
+            source: "server",
         };
         recorder.line(&header)?;
         recorder.out.flush()?;
@@ -87,12 +124,12 @@ impl TraceRecorder {
     /// Records one input and the outputs it produced.
     pub fn step(&mut self, now: Timestamp, input: &Input, outputs: &[Output]) -> io::Result<()> {
         for output in outputs {
-            self.hash = chain(self.hash, output);
+            self.hash.add(now, output);
         }
         let step = Step {
             now,
             input,
-            outputs_hash: format!("{:016x}", self.hash),
+            outputs_hash: self.hash.hex(),
         };
         self.line(&step)
     }
@@ -105,14 +142,6 @@ impl TraceRecorder {
         serde_json::to_writer(&mut self.out, value)?;
         self.out.write_all(b"\n")
     }
-}
-
-/// The running hash over outputs (see the module documentation).
-pub fn chain(hash: u64, output: &Output) -> u64 {
-    let mut bytes = hash.to_le_bytes().to_vec();
-    // Serializing plain data cannot fail.
-    bytes.extend(serde_json::to_vec(output).unwrap_or_default());
-    stable_hash64(&bytes)
 }
 
 #[cfg(test)]
@@ -142,17 +171,17 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0]["format"], TRACE_FORMAT);
-        assert_eq!(lines[0]["version"], 1);
+        assert_eq!(lines[0]["format"], 1);
+        assert_eq!(lines[0]["records"], serde_json::json!([]));
         let back: Config = serde_json::from_value(lines[0]["config"].clone()).unwrap();
         assert_eq!(back, config);
         let input: Input = serde_json::from_value(lines[1]["input"].clone()).unwrap();
         assert_eq!(input, Input::Tick);
         assert_eq!(lines[1]["now"], 7);
-        assert_eq!(
-            lines[1]["outputs_hash"],
-            format!("{:016x}", chain(0, &output))
-        );
+        let mut hash = OutputHash::default();
+        hash.add(Timestamp(7), &output);
+        assert_eq!(lines[1]["outputs_hash"], hash.hex());
+        assert_ne!(hash.hex(), OutputHash::default().hex());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
