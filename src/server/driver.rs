@@ -659,4 +659,50 @@ mod tests {
             Response::Assigned(_)
         ));
     }
+
+    #[tokio::test]
+    async fn a_cancel_the_journal_cannot_write_is_503_and_keeps_the_booking() {
+        let mut rig = Rig::start();
+        let booked = rig.submit(rig.body("a")).await;
+        let Call::Append(seq, _) = rig.calls(1).await[0].clone() else {
+            panic!()
+        };
+        rig.events.push(JournalEvent::Persisted { upto: seq });
+        let Response::Assigned(assignment) = booked.await.unwrap().response else {
+            panic!("booked")
+        };
+        let cancel = |reply| Command::Cancel {
+            ticket: Ticket(50),
+            id: assignment.id,
+            reply,
+        };
+        let (reply, answer) = oneshot::channel();
+        rig.handle.control.send(cancel(reply)).await.unwrap();
+        let Call::Append(cancel_seq, _) = rig.calls(2).await[1].clone() else {
+            panic!()
+        };
+        rig.events
+            .push(JournalEvent::PersistFailed { from: cancel_seq });
+        assert_eq!(
+            answer.await.unwrap().response,
+            Response::DependencyUnavailable {
+                dependency: Dependency::Journal,
+                retry_after_s: 1
+            }
+        );
+        assert!(rig
+            .metrics
+            .encode(false)
+            .contains("tour_dispatcher_cancellations_total 0"));
+        let (reply, read) = oneshot::channel();
+        rig.handle
+            .control
+            .send(Command::Get {
+                id: assignment.id,
+                reply,
+            })
+            .await
+            .unwrap();
+        assert_eq!(read.await.unwrap(), Some(assignment), "still confirmed");
+    }
 }

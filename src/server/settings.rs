@@ -260,11 +260,6 @@ impl Settings {
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
     }
-
-    /// Seconds sent in `Retry-After` with the 503s the server itself gives.
-    pub fn retry_after_s(&self) -> u32 {
-        Config::default().retry_after_s
-    }
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
