@@ -140,12 +140,12 @@ where
 {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let reply = answer(app, request).await;
+    let reply = respond(app, request).await;
     tracing::debug!(%method, path, status = reply.status().as_u16(), "request");
     reply
 }
 
-async fn answer<B>(app: Arc<App>, request: Request<B>) -> Reply
+async fn respond<B>(app: Arc<App>, request: Request<B>) -> Reply
 where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
