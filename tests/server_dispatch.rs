@@ -290,7 +290,9 @@ async fn a_full_queue_is_503_overloaded_with_retry_after() {
             let body = request(&format!("c{i}"), "94107", 1, 9.0, 12.0);
             tokio::spawn(async move {
                 let started = stopwatch();
-                let reply = client.dispatch(&body).await;
+                let reply = client
+                    .dispatch_with(&body, &[("x-request-timeout-ms", "10000")])
+                    .await;
                 (reply, started.elapsed())
             })
         })
