@@ -266,29 +266,39 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// `call`, counted in flight while it runs and timed if it finishes.
+async fn measured<T>(
+    metrics: &Metrics,
+    dependency: Dependency,
+    call: impl Future<Output = T>,
+) -> T {
+    let mut guard = InFlight::start(metrics, dependency);
+    let result = call.await;
+    guard.finished = true;
+    result
+}
+
 impl<S: AvailabilityService> AvailabilityService for Metered<S> {
     fn stream<'a>(
         &'a self,
         query: AvailabilityQuery,
         sink: &'a mut SlotSink,
     ) -> BoxFuture<'a, Result<(), DependencyError>> {
-        Box::pin(async move {
-            let mut guard = InFlight::start(&self.metrics, Dependency::Availability);
-            let result = self.inner.stream(query, sink).await;
-            guard.finished = true;
-            result
-        })
+        Box::pin(measured(
+            &self.metrics,
+            Dependency::Availability,
+            self.inner.stream(query, sink),
+        ))
     }
 }
 
 impl<S: RulesService> RulesService for Metered<S> {
     fn check(&self, query: RulesQuery) -> BoxFuture<'_, Result<Vec<bool>, DependencyError>> {
-        Box::pin(async move {
-            let mut guard = InFlight::start(&self.metrics, Dependency::Rules);
-            let result = self.inner.check(query).await;
-            guard.finished = true;
-            result
-        })
+        Box::pin(measured(
+            &self.metrics,
+            Dependency::Rules,
+            self.inner.check(query),
+        ))
     }
 }
 
@@ -381,7 +391,7 @@ mod tests {
     #[tokio::test]
     async fn streams_the_pure_slots_in_numbered_chunks() {
         let metrics = Arc::new(Metrics::new(1));
-        let services = Services::embedded(demo_settings(0, 0), Clock::start(), metrics);
+        let services = Services::embedded(demo_settings(0, 0), Clock::start(), metrics.clone());
         let q = query(2);
         let expected: Vec<Slot> = embedded::slots(
             &Roster::demo(),
@@ -407,6 +417,12 @@ mod tests {
             got.extend(slots);
         }
         assert_eq!(got, expected);
+        let text = metrics.encode(false);
+        let finished =
+            "tour_dispatcher_dependency_call_duration_seconds_count{dependency=\"availability\"} 1";
+        assert!(text.contains(finished), "{text}");
+        let running = "tour_dispatcher_dependency_calls_in_flight{dependency=\"availability\"} 0";
+        assert!(text.contains(running), "{text}");
     }
 
     #[tokio::test]
