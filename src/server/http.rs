@@ -170,6 +170,7 @@ where
         Some(route) if !route.allows(&parts.method) => {
             Problem::method_not_allowed(route.allow()).into_reply()
         }
+        // POST was answered above; any other method was refused just now.
         Some(Route::Dispatch) => Problem::method_not_allowed(Route::Dispatch.allow()).into_reply(),
         Some(Route::Assignment(id)) => {
             if parts.method == Method::DELETE {
