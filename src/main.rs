@@ -1,0 +1,96 @@
+//! The `tour-dispatcher` binary: parses the flags, sets up logging, starts
+//! the server and drains it on SIGINT/SIGTERM.
+//!
+//! Exit codes: 0 after a clean shutdown; 2 for flags that are invalid on
+//! their own or together; 1 when the server cannot start (roster, data
+//! directory, journal, address) or cannot shut down cleanly.
+
+use clap::Parser;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use tour_dispatcher::server::{self, settings::Settings, LogFormat};
+
+fn main() -> ExitCode {
+    let settings = Settings::parse();
+    if let Err(e) = settings.check() {
+        eprintln!("tour-dispatcher: error: {e}");
+        return ExitCode::from(2);
+    }
+    init_logging(settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tour-dispatcher: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(settings))
+}
+
+async fn run(settings: Settings) -> ExitCode {
+    // Installed before listening, so a signal that follows the "listening"
+    // line is always a graceful shutdown.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tour-dispatcher: error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match server::start(settings).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("tour-dispatcher: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Also on stderr, so a script finds the address whichever stream it reads.
+    eprintln!("tour-dispatcher: listening on http://{}", server.addr());
+    let signal = signals.next().await;
+    tracing::info!(signal, "shutting down");
+    server.shutdown();
+    match server.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tour-dispatcher: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Logs go to stdout, as text or JSON lines; `RUST_LOG` refines the level
+/// (default `info`).
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

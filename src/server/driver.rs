@@ -1,0 +1,708 @@
+//! The driver: one task owns the [`Dispatcher`] and runs the sans-IO loop.
+//!
+//! It waits for whichever comes first — a command from an HTTP handler, a
+//! result from a dependency call, a journal event, or the core's next timer —
+//! feeds it to the core with the current time, then executes every output
+//! without awaiting: it spawns stream and rules tasks (and aborts them on
+//! `CancelCall`), appends to the journal, and answers tickets through their
+//! oneshot channels. Nothing inside the loop waits on the outside world, so
+//! a deadline fires on time however slow a dependency is.
+//!
+//! Handlers reach the driver through two bounded channels: submits (a full
+//! one is answered 503 overloaded by the handler) and control (cancels,
+//! reads, client-gone notices, drain).
+
+use crate::core::{
+    Assignment, AssignmentId, CallId, DependencyError, Dispatcher, Input, Output, RawRequest,
+    Record, Response, Stats, Ticket, Timestamp,
+};
+use crate::server::clock::Clock;
+use crate::server::journal::{EventQueue, Journal, JournalEvent};
+use crate::server::metrics::Metrics;
+use crate::server::services::{AvailabilityQuery, RulesQuery, Services, SlotSink};
+use crate::server::state::ServerState;
+use crate::server::trace::TraceRecorder;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+/// A ticket's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub response: Response,
+    pub replayed: bool,
+}
+
+/// What HTTP handlers ask of the driver.
+#[derive(Debug)]
+pub enum Command {
+    Submit {
+        ticket: Ticket,
+        body: RawRequest,
+        idempotency_key: Option<String>,
+        deadline: Timestamp,
+        reply: oneshot::Sender<Answer>,
+    },
+    Cancel {
+        ticket: Ticket,
+        id: AssignmentId,
+        reply: oneshot::Sender<Answer>,
+    },
+    /// The client of `ticket` went away before its answer.
+    ClientGone { ticket: Ticket },
+    /// A durable assignment, for `GET /assignments/{id}`.
+    Get {
+        id: AssignmentId,
+        reply: oneshot::Sender<Option<Assignment>>,
+    },
+    /// The core's counters, for `/metrics`.
+    Stats { reply: oneshot::Sender<Stats> },
+    /// Shutdown: stop taking submits, finish what runs.
+    Drain,
+}
+
+/// The handlers' side of the driver's channels.
+#[derive(Clone, Debug)]
+pub struct DriverHandle {
+    pub submits: mpsc::Sender<Command>,
+    pub control: mpsc::Sender<Command>,
+}
+
+/// What the driver needs besides the core.
+pub struct DriverParts {
+    pub clock: Clock,
+    pub journal: Box<dyn Journal>,
+    pub journal_events: EventQueue,
+    pub services: Services,
+    pub metrics: Arc<Metrics>,
+    pub state: Arc<ServerState>,
+    pub recorder: Option<TraceRecorder>,
+    pub drain_timeout: Duration,
+    /// Capacity of the submit, control and result channels.
+    pub channel_capacity: usize,
+    /// Most slots per `SlotsStreamed` batch.
+    pub stream_chunk: usize,
+}
+
+pub struct Driver {
+    core: Dispatcher,
+    parts: DriverParts,
+    submits: mpsc::Receiver<Command>,
+    control: mpsc::Receiver<Command>,
+    results_tx: mpsc::Sender<Input>,
+    results: mpsc::Receiver<Input>,
+    /// Tickets waiting for their answer.
+    waiting: BTreeMap<Ticket, oneshot::Sender<Answer>>,
+    /// Dependency calls running, to abort on `CancelCall`.
+    calls: BTreeMap<CallId, AbortHandle>,
+    /// Journal seqs of cancel records not yet settled (for the metric).
+    cancel_writes: BTreeSet<u64>,
+    /// Outputs of the last input, not yet executed.
+    outputs: Vec<Output>,
+    control_open: bool,
+}
+
+impl Driver {
+    pub fn new(core: Dispatcher, parts: DriverParts) -> (Driver, DriverHandle) {
+        let capacity = parts.channel_capacity.max(1);
+        let (submits_tx, submits) = mpsc::channel(capacity);
+        let (control_tx, control) = mpsc::channel(capacity);
+        let (results_tx, results) = mpsc::channel(capacity);
+        let driver = Driver {
+            core,
+            parts,
+            submits,
+            control,
+            results_tx,
+            results,
+            waiting: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            cancel_writes: BTreeSet::new(),
+            outputs: Vec::new(),
+            control_open: true,
+        };
+        let handle = DriverHandle {
+            submits: submits_tx,
+            control: control_tx,
+        };
+        (driver, handle)
+    }
+
+    /// Runs until a drain has finished (every ticket answered, every write
+    /// settled); returns the journal, still to be flushed.
+    pub async fn run(mut self) -> Box<dyn Journal> {
+        // Events the journal raised while opening (e.g. writability).
+        self.journal_events();
+        loop {
+            if self.core.is_draining() && self.core.is_idle() {
+                break;
+            }
+            let wake = self
+                .core
+                .poll_timeout()
+                .and_then(|(at, _)| self.parts.clock.instant_of(at));
+            tokio::select! {
+                biased;
+                () = self.parts.journal_events.pushed() => self.journal_events(),
+                Some(input) = self.results.recv() => self.call_result(input),
+                command = self.control.recv(), if self.control_open => match command {
+                    Some(c) => self.command(c),
+                    // Every handle is gone: nobody can submit any more.
+                    None => {
+                        self.control_open = false;
+                        self.command(Command::Drain);
+                    }
+                },
+                Some(command) = self.submits.recv() => self.command(command),
+                () = sleep_until(wake) => self.feed(Input::Tick),
+            }
+        }
+        for (_, call) in std::mem::take(&mut self.calls) {
+            call.abort();
+        }
+        if let Some(recorder) = &mut self.parts.recorder {
+            if let Err(e) = recorder.flush() {
+                tracing::error!(error = %e, "cannot write the trace");
+            }
+        }
+        self.parts.journal
+    }
+
+    /// Feeds one input at the current time, then executes its outputs.
+    fn feed(&mut self, input: Input) {
+        self.handle(input);
+        self.execute_outputs();
+    }
+
+    /// Feeds one input at the current time; its outputs wait in
+    /// `self.outputs` (recorded, not yet executed).
+    fn handle(&mut self, input: Input) {
+        let now = self.parts.clock.now();
+        let recorded = self.parts.recorder.is_some().then(|| input.clone());
+        self.core.handle(now, input);
+        while let Some(output) = self.core.poll_output() {
+            self.outputs.push(output);
+        }
+        if let (Some(recorder), Some(input)) = (&mut self.parts.recorder, recorded) {
+            if let Err(e) = recorder.step(now, &input, &self.outputs) {
+                tracing::error!(error = %e, "cannot write the trace; recording stops");
+                self.parts.recorder = None;
+            }
+        }
+    }
+
+    fn execute_outputs(&mut self) {
+        for output in std::mem::take(&mut self.outputs) {
+            self.execute(output);
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Submit {
+                ticket,
+                body,
+                idempotency_key,
+                deadline,
+                reply,
+            } => {
+                // A client that left while its request waited in the channel
+                // needs no attempt at all.
+                if reply.is_closed() {
+                    return;
+                }
+                self.waiting.insert(ticket, reply);
+                self.feed(Input::Submit {
+                    ticket,
+                    body,
+                    idempotency_key,
+                    deadline,
+                });
+            }
+            Command::Cancel { ticket, id, reply } => {
+                if reply.is_closed() {
+                    return;
+                }
+                self.waiting.insert(ticket, reply);
+                self.feed(Input::CancelAssignment { ticket, id });
+            }
+            Command::ClientGone { ticket } => {
+                if self.waiting.remove(&ticket).is_some() {
+                    self.feed(Input::ClientGone { ticket });
+                }
+            }
+            Command::Get { id, reply } => {
+                let _ = reply.send(self.core.assignment(&id).cloned());
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.core.stats());
+            }
+            Command::Drain => {
+                if !self.core.is_draining() {
+                    let deadline = self
+                        .parts
+                        .clock
+                        .now()
+                        .plus_ms(self.parts.drain_timeout.as_millis() as u64);
+                    tracing::info!(
+                        running = self.waiting.len(),
+                        "draining: finishing what runs, refusing new requests"
+                    );
+                    self.feed(Input::Drain { deadline });
+                }
+            }
+        }
+    }
+
+    fn call_result(&mut self, input: Input) {
+        match &input {
+            Input::StreamEnded { call, .. } | Input::RuleVerdicts { call, .. } => {
+                self.calls.remove(call);
+            }
+            _ => {}
+        }
+        self.feed(input);
+    }
+
+    fn journal_events(&mut self) {
+        for event in self.parts.journal_events.take() {
+            match event {
+                JournalEvent::Persisted { upto } => {
+                    self.settle_cancels(upto, u64::MAX);
+                    self.feed(Input::Persisted { upto });
+                }
+                JournalEvent::PersistFailed { from } => {
+                    tracing::error!(from, "journal writes failed; continuing from a snapshot");
+                    self.settle_cancels(from.saturating_sub(1), from);
+                    self.handle(Input::PersistFailed { from });
+                    // The fresh file first: what the failure set off (reruns,
+                    // new remembered answers) is appended to it.
+                    self.install_snapshot();
+                    self.execute_outputs();
+                }
+                JournalEvent::WantsSnapshot => self.install_snapshot(),
+                JournalEvent::Writable(writable) => {
+                    if !writable {
+                        tracing::warn!("the journal cannot write: not ready");
+                    }
+                    self.parts.state.set_journal_writable(writable);
+                }
+            }
+        }
+    }
+
+    /// Cancel records up to `durable` count as cancellations; those from
+    /// `failed` on never happened.
+    fn settle_cancels(&mut self, durable: u64, failed: u64) {
+        let rest = self.cancel_writes.split_off(&durable.saturating_add(1));
+        for _ in &self.cancel_writes {
+            self.parts.metrics.cancelled();
+        }
+        self.cancel_writes = rest.into_iter().filter(|&seq| seq < failed).collect();
+    }
+
+    fn install_snapshot(&mut self) {
+        let snapshot = self.core.snapshot();
+        self.parts
+            .journal
+            .install_snapshot(self.core.durable_seq(), snapshot);
+    }
+
+    fn execute(&mut self, output: Output) {
+        match output {
+            Output::FetchAvailability {
+                call,
+                zipcode,
+                window,
+                duration_min,
+                after,
+                deadline,
+            } => self.start_stream(AvailabilityQuery {
+                call,
+                zipcode,
+                window,
+                duration_min,
+                after,
+                deadline,
+            }),
+            Output::CheckRules {
+                call,
+                request,
+                candidates,
+                deadline,
+            } => self.start_rules(RulesQuery {
+                call,
+                request,
+                candidates,
+                deadline,
+            }),
+            Output::CancelCall { call, .. } => {
+                if let Some(task) = self.calls.remove(&call) {
+                    task.abort();
+                }
+            }
+            Output::Persist { seq, record } => {
+                if matches!(record, Record::Cancelled { .. }) {
+                    self.cancel_writes.insert(seq);
+                }
+                self.parts.journal.append(seq, record);
+            }
+            Output::Respond {
+                ticket,
+                response,
+                replayed,
+            } => {
+                if let Some(reply) = self.waiting.remove(&ticket) {
+                    let _ = reply.send(Answer { response, replayed });
+                }
+            }
+        }
+    }
+
+    fn start_stream(&mut self, query: AvailabilityQuery) {
+        let service = self.parts.services.availability.clone();
+        let to_driver = self.results_tx.clone();
+        let chunk = self.parts.stream_chunk;
+        let deadline = self.parts.clock.instant_of(query.deadline);
+        let call = query.call;
+        let task = tokio::spawn(async move {
+            let mut sink = SlotSink::new(call, to_driver.clone(), chunk);
+            let streamed = within(deadline, service.stream(query, &mut sink)).await;
+            let result = match streamed {
+                Ok(()) => sink.flush().await,
+                Err(e) => Err(e),
+            };
+            let ended = Input::StreamEnded {
+                call,
+                count: sink.count(),
+                result,
+            };
+            let _ = to_driver.send(ended).await;
+        });
+        self.calls.insert(call, task.abort_handle());
+    }
+
+    fn start_rules(&mut self, query: RulesQuery) {
+        let service = self.parts.services.rules.clone();
+        let to_driver = self.results_tx.clone();
+        let deadline = self.parts.clock.instant_of(query.deadline);
+        let call = query.call;
+        let task = tokio::spawn(async move {
+            let result = within(deadline, service.check(query)).await;
+            let _ = to_driver.send(Input::RuleVerdicts { call, result }).await;
+        });
+        self.calls.insert(call, task.abort_handle());
+    }
+}
+
+/// `call`'s result, or a timeout at `deadline`. The core stops waiting at
+/// its deadline anyway; this keeps a stuck service from holding a task.
+async fn within<T>(
+    deadline: Option<std::time::Instant>,
+    call: impl std::future::Future<Output = Result<T, DependencyError>>,
+) -> Result<T, DependencyError> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at.into(), call)
+            .await
+            .unwrap_or(Err(DependencyError::Timeout)),
+        None => call.await,
+    }
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::time::{MS_PER_DAY, MS_PER_HOUR};
+    use crate::core::{Config, Dependency, RawWindow};
+    use crate::embedded::{AvailabilityConfig, Roster, RulesConfig};
+    use crate::server::services::EmbeddedSettings;
+    use std::sync::Mutex;
+
+    /// What the driver asked of the journal.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Call {
+        Append(u64, Record),
+        Install(u64),
+    }
+
+    /// A journal that acknowledges nothing by itself: the test does.
+    struct Scripted(Arc<Mutex<Vec<Call>>>);
+
+    impl Journal for Scripted {
+        fn append(&mut self, seq: u64, record: Record) {
+            self.0.lock().unwrap().push(Call::Append(seq, record));
+        }
+        fn install_snapshot(&mut self, durable_seq: u64, _snapshot: Vec<Record>) {
+            self.0.lock().unwrap().push(Call::Install(durable_seq));
+        }
+        fn flush(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    struct Rig {
+        handle: DriverHandle,
+        calls: Arc<Mutex<Vec<Call>>>,
+        events: EventQueue,
+        metrics: Arc<Metrics>,
+        state: Arc<ServerState>,
+        clock: Clock,
+        next_ticket: u64,
+        run: tokio::task::JoinHandle<Box<dyn Journal>>,
+    }
+
+    impl Rig {
+        fn start() -> Rig {
+            let clock = Clock::start();
+            let metrics = Arc::new(Metrics::new(1));
+            let state = Arc::new(ServerState::default());
+            let events = EventQueue::default();
+            let calls = Arc::new(Mutex::new(Vec::new()));
+            let services = Services::embedded(
+                EmbeddedSettings {
+                    roster: Arc::new(Roster::demo()),
+                    availability: AvailabilityConfig { slot_step_min: 15 },
+                    rules: RulesConfig::default(),
+                    availability_latency: Duration::ZERO,
+                    slot_interval: Duration::ZERO,
+                    rules_latency: Duration::ZERO,
+                },
+                clock,
+                metrics.clone(),
+            );
+            let config = Config {
+                shards: 1,
+                ..Config::default()
+            };
+            let core = Dispatcher::restore(config, clock.now(), []).unwrap();
+            let (driver, handle) = Driver::new(
+                core,
+                DriverParts {
+                    clock,
+                    journal: Box::new(Scripted(calls.clone())),
+                    journal_events: events.clone(),
+                    services,
+                    metrics: metrics.clone(),
+                    state: state.clone(),
+                    recorder: None,
+                    drain_timeout: Duration::from_secs(5),
+                    channel_capacity: 16,
+                    stream_chunk: 8,
+                },
+            );
+            Rig {
+                handle,
+                calls,
+                events,
+                metrics,
+                state,
+                clock,
+                next_ticket: 1,
+                run: tokio::spawn(driver.run()),
+            }
+        }
+
+        /// A request for two days from now, 09:00-12:00 UTC.
+        fn body(&self, customer: &str) -> RawRequest {
+            let day = self.clock.now().as_millis() / MS_PER_DAY + 2;
+            let at = |h: u64| Timestamp(day * MS_PER_DAY + h * MS_PER_HOUR).to_rfc3339();
+            RawRequest {
+                customer_id: Some(customer.into()),
+                zipcode: Some("94107".into()),
+                window: Some(RawWindow {
+                    start: Some(at(9)),
+                    end: Some(at(12)),
+                }),
+                duration_minutes: Some(30),
+                ..RawRequest::default()
+            }
+        }
+
+        async fn submit(&mut self, body: RawRequest) -> oneshot::Receiver<Answer> {
+            let (reply, answer) = oneshot::channel();
+            let ticket = Ticket(self.next_ticket);
+            self.next_ticket += 1;
+            let deadline = self.clock.now().plus_ms(5_000);
+            let submit = Command::Submit {
+                ticket,
+                body,
+                idempotency_key: None,
+                deadline,
+                reply,
+            };
+            self.handle.submits.send(submit).await.unwrap();
+            answer
+        }
+
+        /// Waits until the journal saw `n` calls.
+        async fn calls(&self, n: usize) -> Vec<Call> {
+            for _ in 0..200 {
+                let calls = self.calls.lock().unwrap().clone();
+                if calls.len() >= n {
+                    return calls;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("the journal saw {:?}", self.calls.lock().unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn persisted_answers_and_a_failed_write_installs_a_snapshot() {
+        let mut rig = Rig::start();
+        let first = rig.submit(rig.body("a")).await;
+        let calls = rig.calls(1).await;
+        assert!(matches!(calls[0], Call::Append(1, Record::Booked { .. })));
+        rig.events.push(JournalEvent::PersistFailed { from: 1 });
+        let answer = first.await.unwrap();
+        assert_eq!(
+            answer.response,
+            Response::DependencyUnavailable {
+                dependency: Dependency::Journal,
+                retry_after_s: 1
+            }
+        );
+        assert_eq!(
+            rig.calls(2).await[1],
+            Call::Install(0),
+            "a fresh file from the snapshot"
+        );
+
+        let second = rig.submit(rig.body("b")).await;
+        let calls = rig.calls(3).await;
+        let Call::Append(seq, Record::Booked { assignment, .. }) = &calls[2] else {
+            panic!("{calls:?}")
+        };
+        rig.events.push(JournalEvent::Persisted { upto: *seq });
+        let answer = second.await.unwrap();
+        assert_eq!(answer.response, Response::Assigned(assignment.clone()));
+
+        let (reply, cancelled) = oneshot::channel();
+        let id = assignment.id;
+        rig.handle
+            .control
+            .send(Command::Cancel {
+                ticket: Ticket(99),
+                id,
+                reply,
+            })
+            .await
+            .unwrap();
+        let calls = rig.calls(4).await;
+        assert_eq!(calls[3], Call::Append(seq + 1, Record::Cancelled { id }));
+        rig.events.push(JournalEvent::Persisted { upto: seq + 1 });
+        assert!(matches!(
+            cancelled.await.unwrap().response,
+            Response::Cancelled(_)
+        ));
+        assert!(rig
+            .metrics
+            .encode(false)
+            .contains("tour_dispatcher_cancellations_total 1"));
+
+        rig.state.set_ready();
+        rig.events.push(JournalEvent::Writable(false));
+        for _ in 0..200 {
+            if rig.state.not_ready_because().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            rig.state.not_ready_because(),
+            Some("the journal cannot write")
+        );
+
+        rig.handle.control.send(Command::Drain).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rig.run)
+            .await
+            .expect("an idle driver stops once drained")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_gone_before_its_submit_is_taken_starts_nothing() {
+        let mut rig = Rig::start();
+        let (reply, answer) = oneshot::channel();
+        drop(answer);
+        let gone = Command::Submit {
+            ticket: Ticket(1000),
+            body: rig.body("gone"),
+            idempotency_key: None,
+            deadline: rig.clock.now().plus_ms(5_000),
+            reply,
+        };
+        rig.handle.submits.send(gone).await.unwrap();
+        // The channel is in order: the second submit comes after the first.
+        let second = rig.submit(rig.body("here")).await;
+        let calls = rig.calls(1).await;
+        assert_eq!(
+            calls.len(),
+            1,
+            "only the waiting client's booking: {calls:?}"
+        );
+        let Call::Append(seq, _) = calls[0] else {
+            panic!()
+        };
+        rig.events.push(JournalEvent::Persisted { upto: seq });
+        assert!(matches!(
+            second.await.unwrap().response,
+            Response::Assigned(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_cancel_the_journal_cannot_write_is_503_and_keeps_the_booking() {
+        let mut rig = Rig::start();
+        let booked = rig.submit(rig.body("a")).await;
+        let Call::Append(seq, _) = rig.calls(1).await[0].clone() else {
+            panic!()
+        };
+        rig.events.push(JournalEvent::Persisted { upto: seq });
+        let Response::Assigned(assignment) = booked.await.unwrap().response else {
+            panic!("booked")
+        };
+        let cancel = |reply| Command::Cancel {
+            ticket: Ticket(50),
+            id: assignment.id,
+            reply,
+        };
+        let (reply, answer) = oneshot::channel();
+        rig.handle.control.send(cancel(reply)).await.unwrap();
+        let Call::Append(cancel_seq, _) = rig.calls(2).await[1].clone() else {
+            panic!()
+        };
+        rig.events
+            .push(JournalEvent::PersistFailed { from: cancel_seq });
+        assert_eq!(
+            answer.await.unwrap().response,
+            Response::DependencyUnavailable {
+                dependency: Dependency::Journal,
+                retry_after_s: 1
+            }
+        );
+        assert!(rig
+            .metrics
+            .encode(false)
+            .contains("tour_dispatcher_cancellations_total 0"));
+        let (reply, read) = oneshot::channel();
+        rig.handle
+            .control
+            .send(Command::Get {
+                id: assignment.id,
+                reply,
+            })
+            .await
+            .unwrap();
+        assert_eq!(read.await.unwrap(), Some(assignment), "still confirmed");
+    }
+}

@@ -1,0 +1,162 @@
+//! The driver's seam to the journal: a [`Journal`] takes appends without
+//! blocking and reports what became durable through [`JournalEvent`]s, which
+//! reach the driver through an [`EventQueue`].
+//!
+//! [`MemoryJournal`] keeps nothing and acknowledges every append at once: it
+//! is `--ephemeral`. The [`DurableJournal`] (files, group commit on a writer
+//! thread) implements the same trait, so the driver's `Persist` →
+//! `Persisted` path is the same for both.
+
+use crate::core::Record;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+use crate::server::journal_file::DurableJournal;
+pub use crate::server::journal_file::JournalEvent;
+
+/// Where the journal reports to; called from any thread.
+pub type EventSink = Box<dyn Fn(JournalEvent) + Send>;
+
+/// A journal as the driver uses it. No method blocks on the disk except
+/// [`Journal::flush`], which the server calls once, at shutdown, off the
+/// driver.
+pub trait Journal: Send {
+    /// Appends `record` as number `seq` (seqs come in increasing order).
+    fn append(&mut self, seq: u64, record: Record);
+    /// Starts over from `snapshot`, which holds every durable fact up to
+    /// `durable_seq`; appends after it that are still pending follow it.
+    fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>);
+    /// Waits until everything appended is durable or has failed.
+    fn flush(&mut self) -> Result<(), String>;
+}
+
+impl Journal for DurableJournal {
+    fn append(&mut self, seq: u64, record: Record) {
+        DurableJournal::append(self, seq, record);
+    }
+
+    fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>) {
+        DurableJournal::install_snapshot(self, durable_seq, snapshot);
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        DurableJournal::flush(self);
+        Ok(())
+    }
+}
+
+/// Keeps nothing; every append is "durable" at once.
+pub struct MemoryJournal {
+    events: EventSink,
+}
+
+impl MemoryJournal {
+    pub fn new(events: EventSink) -> Self {
+        events(JournalEvent::Writable(true));
+        MemoryJournal { events }
+    }
+}
+
+impl Journal for MemoryJournal {
+    fn append(&mut self, seq: u64, _record: Record) {
+        (self.events)(JournalEvent::Persisted { upto: seq });
+    }
+
+    fn install_snapshot(&mut self, _durable_seq: u64, _snapshot: Vec<Record>) {}
+
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Journal events waiting for the driver. Consecutive `Persisted` events
+/// merge into one (they are cumulative), as do consecutive `Writable` ones,
+/// so the queue stays a handful of entries long however fast the journal
+/// acknowledges.
+#[derive(Clone, Default)]
+pub struct EventQueue {
+    inner: Arc<(Mutex<VecDeque<JournalEvent>>, Notify)>,
+}
+
+impl EventQueue {
+    pub fn push(&self, event: JournalEvent) {
+        let (queue, notify) = &*self.inner;
+        {
+            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+            match (q.back_mut(), event) {
+                (
+                    Some(JournalEvent::Persisted { upto }),
+                    JournalEvent::Persisted { upto: newer },
+                ) => *upto = (*upto).max(newer),
+                (Some(JournalEvent::Writable(w)), JournalEvent::Writable(newer)) => *w = newer,
+                _ => q.push_back(event),
+            }
+        }
+        notify.notify_one();
+    }
+
+    /// A sink for a journal's reports.
+    pub fn sink(&self) -> EventSink {
+        let queue = self.clone();
+        Box::new(move |event| queue.push(event))
+    }
+
+    /// Everything queued, in order.
+    pub fn take(&self) -> Vec<JournalEvent> {
+        let (queue, _) = &*self.inner;
+        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.drain(..).collect()
+    }
+
+    /// Resolves once something was pushed since the last wait.
+    pub async fn pushed(&self) {
+        self.inner.1.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_journal_acknowledges_each_append_at_once() {
+        let queue = EventQueue::default();
+        let mut journal = MemoryJournal::new(queue.sink());
+        journal.append(1, Record::Sequence { next: 0 });
+        journal.append(2, Record::Sequence { next: 0 });
+        assert_eq!(
+            queue.take(),
+            [
+                JournalEvent::Writable(true),
+                JournalEvent::Persisted { upto: 2 }
+            ]
+        );
+        assert!(journal.flush().is_ok());
+    }
+
+    #[test]
+    fn queue_keeps_order_and_merges_runs() {
+        let q = EventQueue::default();
+        for e in [
+            JournalEvent::Persisted { upto: 1 },
+            JournalEvent::Persisted { upto: 3 },
+            JournalEvent::PersistFailed { from: 4 },
+            JournalEvent::Writable(false),
+            JournalEvent::Writable(true),
+            JournalEvent::Persisted { upto: 5 },
+        ] {
+            q.push(e);
+        }
+        assert_eq!(
+            q.take(),
+            [
+                JournalEvent::Persisted { upto: 3 },
+                JournalEvent::PersistFailed { from: 4 },
+                JournalEvent::Writable(true),
+                JournalEvent::Persisted { upto: 5 },
+            ]
+        );
+        assert!(q.take().is_empty());
+    }
+}

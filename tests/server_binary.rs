@@ -1,0 +1,310 @@
+//! The built `tour-dispatcher` binary: flags and their environment
+//! variables, refusals before listening (non-zero exit, a message on
+//! stderr), the logged address, and SIGTERM/SIGINT ending in exit 0.
+
+mod server_support;
+
+use server_support::{good_request, scratch_dir, Client};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tour-dispatcher");
+
+/// The binary, run in `dir`, with no `TOUR_*` variables from outside.
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TOUR_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// A running binary and the lines of its stdout.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        #[allow(clippy::disallowed_methods)] // a reader for the child's output
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// The address from the "listening on http://..." log line.
+    fn address(&self) -> SocketAddr {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .expect("a listening line within 20 s");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                return addr.parse().expect("an address");
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    fn wait(mut self, limit: Duration) -> ExitStatus {
+        for _ in 0..(limit.as_millis() / 20) {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        panic!("the binary did not exit within {limit:?}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Flags, environment variables, and a word stderr must contain.
+type Refusal<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
+/// Runs the binary to its end; returns its status and stderr.
+fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let mut cmd = command(dir, args);
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("listening on"),
+        "it must not listen: {stdout}"
+    );
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_flag_of_the_api() {
+    let dir = scratch_dir("help");
+    let out = command(&dir, &["--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--ephemeral",
+        "--shards",
+        "--vnodes",
+        "--queue-capacity",
+        "--max-waiters",
+        "--shard-concurrency",
+        "--enqueue-timeout-ms",
+        "--default-timeout-ms",
+        "--max-timeout-ms",
+        "--idempotency-ttl-s",
+        "--max-idempotency-keys",
+        "--max-joiners",
+        "--max-candidates",
+        "--horizon-days",
+        "--retention-days",
+        "--travel-buffer-min",
+        "--max-tours-per-day",
+        "--min-lead-min",
+        "--slot-step-min",
+        "--roster",
+        "--availability-latency-ms",
+        "--availability-slot-interval-ms",
+        "--rules-latency-ms",
+        "--drain-timeout-ms",
+        "--record-trace",
+        "--log-format",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+        let var = format!(
+            "TOUR_{}",
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
+        );
+        assert!(help.contains(&var), "{var} missing from --help");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_settings_exit_non_zero_before_listening() {
+    let dir = scratch_dir("bad-flags");
+    let bad_roster = dir.join("bad-roster.json");
+    std::fs::write(&bad_roster, r#"{"agents": [{"id": "x"}]}"#).unwrap();
+    let bad_roster = bad_roster.to_str().unwrap().to_owned();
+    let cases: Vec<Refusal> = vec![
+        (vec!["--shards", "0"], vec![], "--shards"),
+        (vec!["--slot-step-min", "7"], vec![], "--slot-step-min"),
+        (vec!["--log-format", "xml"], vec![], "--log-format"),
+        (vec!["--max-timeout-ms", "0"], vec![], "--max-timeout-ms"),
+        (vec!["--no-such-flag"], vec![], "--no-such-flag"),
+        (
+            vec!["--retention-days", "1", "--idempotency-ttl-s", "90000"],
+            vec![],
+            "--retention-days",
+        ),
+        (
+            vec!["--default-timeout-ms", "5000", "--max-timeout-ms", "100"],
+            vec![],
+            "--default-timeout-ms",
+        ),
+        (
+            vec![],
+            vec![("TOUR_QUEUE_CAPACITY", "0")],
+            "--queue-capacity",
+        ),
+        (vec![], vec![("TOUR_EPHEMERAL", "perhaps")], "--ephemeral"),
+        (
+            vec!["--ephemeral", "--roster", "/nonexistent/roster.json"],
+            vec![],
+            "roster",
+        ),
+        (
+            vec!["--ephemeral", "--roster", bad_roster.as_str()],
+            vec![],
+            "roster",
+        ),
+    ];
+    for (args, env, needle) in cases {
+        let (status, stderr) = refused(&dir, &args, &env);
+        assert!(!status.success(), "{args:?} {env:?} must fail");
+        assert!(
+            stderr.contains(needle),
+            "{args:?} {env:?}: stderr lacks {needle}: {stderr}"
+        );
+    }
+    // An address in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (status, stderr) = refused(&dir, &["--ephemeral", "--listen", &addr], &[]);
+    assert!(!status.success());
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_locked_data_dir_is_refused() {
+    let dir = scratch_dir("locked");
+    let first = Running::spawn(command(
+        &dir,
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    ));
+    first.address();
+    let (status, stderr) = refused(
+        &dir,
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+        &[],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("in use"), "{stderr}");
+    first.signal("TERM");
+    assert!(first.wait(Duration::from_secs(20)).success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero() {
+    let dir = scratch_dir("sigterm");
+    let trace = dir.join("trace.jsonl");
+    let running = Running::spawn(command(
+        &dir,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+            "--record-trace",
+            trace.to_str().unwrap(),
+        ],
+    ));
+    let client = Client {
+        addr: running.address(),
+    };
+    let reply = client.dispatch(&good_request("bin")).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    running.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || running.wait(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        dir.join("data").is_dir(),
+        "the journal lives in the data dir"
+    );
+    // The trace holds a header and the submit.
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["format"], 1);
+    assert!(lines[0]["config"]["secret"].is_object());
+    assert!(lines[1..]
+        .iter()
+        .any(|l| l["input"].get("Submit").is_some()));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn sigint_exits_zero_and_flags_come_from_the_environment() {
+    let dir = scratch_dir("sigint");
+    let mut cmd = command(&dir, &[]);
+    cmd.envs([
+        ("TOUR_LISTEN", "127.0.0.1:0"),
+        ("TOUR_EPHEMERAL", "true"),
+        ("TOUR_LOG_FORMAT", "json"),
+    ]);
+    let running = Running::spawn(cmd);
+    let addr = running.address();
+    let client = Client { addr };
+    assert_eq!(client.get("/readyz").await.status, 200);
+    running.signal("INT");
+    let status = tokio::task::spawn_blocking(move || running.wait(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !dir.join("tour-data").exists(),
+        "ephemeral keeps nothing on disk"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
