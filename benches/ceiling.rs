@@ -18,6 +18,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// The server's allocator, so that the two differ only in what they do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An assignment as the real server renders one.
 const ANSWER: &str = r#"{"id":"asg_0123456789abcdef","status":"confirmed","agent_id":"ag-9410x-1","customer_id":"cust-000001","property_id":"prop-000001","zipcode":"94107","start":"2027-03-01T09:00:00Z","end":"2027-03-01T09:30:00Z"}"#;
 

@@ -148,6 +148,12 @@ async fn send(
         .header("idempotency-key", key)
         .body(Full::new(Bytes::from(body)))
         .expect("a well-formed request");
+    // A connection handed back may still be finishing its last exchange.
+    if sender.ready().await.is_err() {
+        drop(permit);
+        pool.returned.notify_one();
+        return (0, elapsed(issued));
+    }
     let status = match sender.send_request(request).await {
         Ok(response) => {
             let status = response.status().as_u16();
