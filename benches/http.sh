@@ -67,7 +67,7 @@ start() {
     PIDS+=("$PID")
     URL=
     for _ in $(seq 100); do
-        URL=$(grep -o 'http://[0-9.]*:[0-9]*' "$log" | head -1 || true)
+        URL=$(grep -so 'http://[0-9.]*:[0-9]*' "$log" | head -1 || true)
         [ -n "$URL" ] && return 0
         sleep 0.05
     done
