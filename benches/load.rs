@@ -289,13 +289,7 @@ struct Timing {
     lateness: Vec<u32>,
 }
 
-fn report(
-    args: &Args,
-    total: u64,
-    timing: Timing,
-    samples: Vec<Sample>,
-    rss: &[u64],
-) {
+fn report(args: &Args, total: u64, timing: Timing, samples: Vec<Sample>, rss: &[u64]) {
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
     for (status, _) in &samples {
         *statuses.entry(*status).or_default() += 1;
