@@ -13,8 +13,8 @@
 //! reads, client-gone notices, drain).
 
 use crate::core::{
-    Assignment, AssignmentId, CallId, DependencyError, Dispatcher, Input, Output, RawRequest,
-    Record, Response, Stats, Ticket, Timestamp,
+    Assignment, AssignmentId, CallId, Dispatcher, Input, Output, RawRequest, Record, Response,
+    Stats, Ticket, Timestamp,
 };
 use crate::server::clock::Clock;
 use crate::server::journal::{EventQueue, Journal, JournalEvent};
