@@ -9,7 +9,9 @@ use crate::core::ids::AssignmentId;
 use crate::core::time::{Timestamp, Window};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use siphasher::sip::SipHasher13;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 
 /// A start time offered for one agent.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -55,7 +57,9 @@ struct AgentBook {
 /// Every agent's booked intervals.
 #[derive(Debug, Clone)]
 pub struct Book {
-    agents: BTreeMap<CompactString, AgentBook>,
+    /// Hashed with constant-key SipHash: a lookup per streamed slot must
+    /// be cheap, and the order is never iterated into an output.
+    agents: HashMap<CompactString, AgentBook, BuildHasherDefault<SipHasher13>>,
     buffer_ms: u64,
     len: usize,
 }
@@ -63,7 +67,7 @@ pub struct Book {
 impl Book {
     pub fn new(travel_buffer_ms: u64) -> Self {
         Book {
-            agents: BTreeMap::new(),
+            agents: HashMap::default(),
             buffer_ms: travel_buffer_ms,
             len: 0,
         }
@@ -173,9 +177,11 @@ impl Book {
             .unwrap_or(0)
     }
 
-    /// Every booking as (agent, interval, id), for checks.
+    /// Every booking as (agent, interval, id), by agent then start, for checks.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Window, AssignmentId)> + '_ {
-        self.agents.iter().flat_map(|(agent, b)| {
+        let mut agents: Vec<(&CompactString, &AgentBook)> = self.agents.iter().collect();
+        agents.sort_unstable_by_key(|(agent, _)| *agent);
+        agents.into_iter().flat_map(|(agent, b)| {
             b.tours
                 .iter()
                 .map(move |(start, (end, id))| (agent.as_str(), Window::new(*start, *end), *id))
