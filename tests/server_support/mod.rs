@@ -3,6 +3,8 @@
 //! lie relative to the current time.
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod binary;
+
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
@@ -139,10 +141,26 @@ impl Client {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
-        let stream = TcpStream::connect(self.addr).await.expect("connect");
+        self.try_send(method, path, headers, body)
+            .await
+            .expect("an answer")
+    }
+
+    /// Like [`send`](Self::send), with the transport error instead of a
+    /// panic (for a server that may die mid-request).
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, String> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .expect("handshake");
+            .map_err(|e| e.to_string())?;
         tokio::spawn(connection);
         let mut request = Request::builder()
             .method(method)
@@ -152,20 +170,23 @@ impl Client {
             request = request.header(*name, *value);
         }
         let request = request.body(Full::new(body.into())).expect("a request");
-        let response = sender.send_request(request).await.expect("an answer");
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
             .await
-            .expect("a body")
+            .map_err(|e| e.to_string())?
             .to_bytes();
-        Reply {
+        Ok(Reply {
             status,
             headers,
             body,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str) -> Reply {
