@@ -312,6 +312,42 @@ async fn a_burst_of_distinct_requests_never_double_books() {
 }
 
 #[tokio::test]
+async fn dispatches_past_the_in_flight_bound_are_refused_at_once() {
+    // Eight shards with room to spare: only the in-flight bound can refuse.
+    let flags = ["--max-in-flight", "2", "--availability-latency-ms", "1000"];
+    let server = TestServer::start(&flags).await;
+    let client = server.client();
+    let tasks = (0..6)
+        .map(|i| {
+            let body = request(&format!("c{i}"), &format!("941{:02}", 10 * i), 1, 9.0, 12.0);
+            tokio::spawn(async move {
+                let started = stopwatch();
+                let reply = client
+                    .dispatch_with(&body, &[("x-request-timeout-ms", "10000")])
+                    .await;
+                (reply, started.elapsed())
+            })
+        })
+        .collect();
+    let replies = join_all(tasks).await;
+    let refused: Vec<_> = replies.iter().filter(|(r, _)| r.status == 503).collect();
+    assert_eq!(refused.len(), 4, "two in flight, four refused: {replies:?}");
+    for (r, took) in &refused {
+        assert_eq!(r.problem_type(), "/problems/overloaded");
+        assert!(r.retry_after().is_some_and(|s| s >= 1), "{r:?}");
+        assert!(
+            *took < Duration::from_millis(700),
+            "refused at once, not after {took:?}"
+        );
+    }
+    assert_eq!(replies.iter().filter(|(r, _)| r.status == 201).count(), 2);
+    // The permits come back: the next dispatch is served.
+    let again = client.dispatch(&request("c9", "94107", 2, 9.0, 12.0)).await;
+    assert_eq!(again.status, 201, "{again:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_full_queue_is_503_overloaded_with_retry_after() {
     let flags = [
         "--shards",

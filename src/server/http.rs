@@ -26,7 +26,7 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// A request body bigger than this is not even drained: the connection closes.
 const DRAIN_LIMIT_BYTES: usize = 1024 * 1024;
@@ -46,6 +46,8 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// `Retry-After` of the 503s the server gives itself.
     pub retry_after_s: u32,
+    /// Dispatches inside the server at once.
+    pub max_in_flight: usize,
 }
 
 /// Everything handlers share.
@@ -55,6 +57,8 @@ pub struct App {
     pub state: Arc<ServerState>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// Admission in front of the dispatcher: one permit per dispatch.
+    in_flight: Semaphore,
     pub openapi: Bytes,
     next_ticket: AtomicU64,
 }
@@ -72,6 +76,7 @@ impl App {
             driver,
             state,
             metrics,
+            in_flight: Semaphore::new(limits.max_in_flight),
             limits,
             openapi: Bytes::from(crate::server::openapi::document()),
             next_ticket: AtomicU64::new(1),
@@ -250,8 +255,10 @@ where
         app.limits.body_read_timeout,
     )
     .await;
-    // Draining: refuse before any other check, as soon as the body is read.
-    if app.state.is_draining() {
+    // Draining: refuse before any other check, as soon as the body is read;
+    // and so when too many dispatches are in the server already.
+    let admitted = app.in_flight.try_acquire();
+    if app.state.is_draining() || admitted.is_err() {
         return (
             Problem::overloaded(app.limits.retry_after_s).into_reply(),
             Outcome::Overloaded,

@@ -209,6 +209,7 @@ pub async fn start_with(
             max_timeout_ms: settings.max_timeout_ms,
             body_read_timeout: settings.header_read_timeout(),
             retry_after_s: config.retry_after_s,
+            max_in_flight: settings.max_in_flight as usize,
         },
     ));
     let (stop, stopping) = watch::channel(false);

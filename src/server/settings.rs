@@ -182,6 +182,13 @@ pub struct Settings {
     #[arg(long, env = "TOUR_INBOX_CAPACITY", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub inbox_capacity: u32,
+
+    /// Dispatches inside the server at once (read and not yet answered);
+    /// past it a new one is refused as overloaded at once, before its body
+    /// is parsed. Cheap refusals keep accepted latency flat under overload.
+    #[arg(long, env = "TOUR_MAX_IN_FLIGHT", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_in_flight: u32,
 }
 
 /// Flags that are fine one by one but not together.
