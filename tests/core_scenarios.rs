@@ -499,6 +499,38 @@ fn a_failed_undo_keeps_the_booking_and_the_key_replays_it() {
 }
 
 #[test]
+fn an_undo_emitted_while_a_failure_settles_is_not_failed_with_it() {
+    let mut h = Harness::new(config());
+    let out = h.submit(0, 1, body(), None, 100);
+    let (call, _) = fetch_call(&out).unwrap();
+    let (rules, _) = rules_call(&stream_all(&mut h, 1, call, vec![slot("ag-1", NINE)])).unwrap();
+    let verdicts = Input::RuleVerdicts {
+        call: rules,
+        result: Ok(vec![true]),
+    };
+    let (first, _) = persisted_seq(&h.at(2, verdicts)).unwrap();
+    assert_eq!(status_of(&h.at(100, Input::Tick), 1), Some(504));
+    let out = h.submit(101, 2, body(), None, 10_000);
+    let (call, _) = fetch_call(&out).unwrap();
+    let (rules, _) = rules_call(&stream_all(&mut h, 102, call, vec![slot("ag-2", NINE)])).unwrap();
+    let verdicts = Input::RuleVerdicts {
+        call: rules,
+        result: Ok(vec![true]),
+    };
+    let (second, _) = persisted_seq(&h.at(103, verdicts)).unwrap();
+    // The first write is durable, the second failed: settling the first
+    // emits the undo of its booking, which the fresh journal file takes.
+    let out = h.at(150, Input::PersistFailed { from: second });
+    assert_eq!(status_of(&out, 2), Some(503));
+    let (undo, record) = persisted_seq(&out).expect("the undo is written");
+    assert!(undo > second && matches!(record, Record::Undone { id: Some(_), .. }));
+    assert_eq!(h.d.book().len(), 1, "the undo is pending, not failed");
+    h.at(160, Input::Persisted { upto: undo });
+    assert_eq!(h.d.book().len(), 0, "the durable undo freed the booking");
+    assert!(first < second);
+}
+
+#[test]
 fn client_gone_cancels_like_a_deadline_without_an_answer() {
     let mut h = Harness::new(config());
     let out = h.submit(0, 1, body(), Some("k"), 2_000);

@@ -761,8 +761,11 @@ impl Dispatcher {
             self.stats.ignored_inputs += 1;
             return;
         }
+        // Writes emitted while the durable prefix settles (undos, reruns)
+        // go to the journal's fresh file: they have not failed.
+        let last = self.next_seq - 1;
         self.settle_writes(from - 1, true);
-        self.settle_writes(u64::MAX, false);
+        self.settle_writes(last, false);
     }
 
     /// Settles every pending write up to `upto`, in order.

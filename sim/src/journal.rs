@@ -1,0 +1,199 @@
+//! The simulated journal: the project's real journal logic
+//! (`tour_dispatcher::journal::Journal`) over `MemStorage`, its faulty
+//! in-memory disk, driven by the world's clock and choices.
+//!
+//! The world decides when a batch is committed (the sync latency), which
+//! writes and syncs fail, and what a crash keeps of what was not durable
+//! (torn tails, lost directory changes); it also stops the process in the
+//! middle of a compaction now and then. Recovery after a crash is the
+//! journal's own `open`, so a restarted core is restored from exactly what
+//! the real recovery reads back.
+//!
+//! The driver's order matters after a failure, and the world keeps it: the
+//! core hears of the failure first; the fresh file (the core's snapshot) is
+//! installed before any write the core emits in that same step is appended;
+//! and the journal's own report of the appends it refused while untrusted is
+//! dropped — the core failed those already, and a late `PersistFailed` would
+//! fail the writes that went to the fresh file.
+
+use crate::choices::{Choices, ChoicesExt};
+use tour_dispatcher::core::Record;
+use tour_dispatcher::journal::{
+    CrashChoices, Journal, JournalConfig, JournalError, MemStorage, Op, Settled, SnapshotReason,
+};
+
+/// A crash's choices, drawn from the world's choice source.
+struct Crash<'a>(&'a mut dyn Choices);
+
+impl CrashChoices for Crash<'_> {
+    fn dir_changes_kept(&mut self, changes: usize) -> usize {
+        self.0.below(changes as u64 + 1) as usize
+    }
+    fn unsynced_bytes_kept(&mut self, _file: &str, unsynced: usize) -> usize {
+        self.0.below(unsynced as u64 + 1) as usize
+    }
+}
+
+/// The journal and its disk.
+pub struct SimJournal {
+    journal: Journal<MemStorage>,
+    config: JournalConfig,
+    /// Records appended since the last commit.
+    staged: usize,
+    /// A commit is scheduled.
+    syncing: bool,
+}
+
+impl SimJournal {
+    /// A fresh journal on an empty disk; compaction once the file grew by
+    /// `compact_after_bytes` (0: never).
+    pub fn new(compact_after_bytes: u64) -> Result<Self, JournalError> {
+        let config = JournalConfig {
+            compact_after_bytes: match compact_after_bytes {
+                0 => u64::MAX,
+                n => n,
+            },
+            salvage: false,
+        };
+        let opened = Journal::open(MemStorage::new(), config.clone())?;
+        Ok(SimJournal {
+            journal: opened.journal,
+            config,
+            staged: 0,
+            syncing: false,
+        })
+    }
+
+    /// The core asked to append `record` as write `seq`.
+    pub fn append(&mut self, seq: u64, record: &Record) {
+        self.journal.append(seq, record);
+        self.staged += 1;
+    }
+
+    /// Whether a commit should be scheduled now: something is staged,
+    /// nothing is being committed, and the file is trusted (after a failure
+    /// nothing is committed until a fresh file exists).
+    pub fn start_sync(&mut self) -> bool {
+        if self.syncing || self.staged == 0 || !self.journal.is_writable() {
+            return false;
+        }
+        self.syncing = true;
+        true
+    }
+
+    /// The scheduled commit happens; `fault` makes one disk operation of it
+    /// fail. Returns how the batch settled.
+    pub fn commit(&mut self, fault: Option<Op>) -> Vec<Settled> {
+        self.syncing = false;
+        self.staged = 0;
+        let j = &mut self.journal;
+        if let Some(op) = fault {
+            j.storage_mut().fail_next(op, 1);
+        }
+        j.commit();
+        j.storage_mut().fail_next(Op::Append, 0);
+        j.storage_mut().fail_next(Op::Sync, 0);
+        std::iter::from_fn(|| j.poll_settled()).collect()
+    }
+
+    /// Why the journal wants a snapshot of the core, if it does.
+    pub fn wants_snapshot(&self) -> Option<SnapshotReason> {
+        self.journal.wants_snapshot()
+    }
+
+    /// Starts a fresh file from the core's snapshot (after a failure, or
+    /// to compact); `halt_after` stops the process after that many disk
+    /// operations (a crash in the middle of it). What was staged is
+    /// committed first; returns how that settled, without the stale report
+    /// of appends refused while the file was untrusted (see the module doc).
+    pub fn install_snapshot(
+        &mut self,
+        durable_seq: u64,
+        snapshot: &[Record],
+        halt_after: Option<u64>,
+    ) -> (Vec<Settled>, Result<(), JournalError>) {
+        self.staged = 0;
+        let j = &mut self.journal;
+        let recovering = !j.is_writable();
+        j.commit();
+        let settled: Vec<Settled> = std::iter::from_fn(|| j.poll_settled())
+            .filter(|s| !(recovering && matches!(s, Settled::Failed { .. })))
+            .collect();
+        if let Some(n) = halt_after {
+            j.storage_mut().halt_after(n);
+        }
+        (settled, j.install_snapshot(durable_seq, snapshot))
+    }
+
+    /// The process died: the disk loses what was not durable (as `choices`
+    /// decide), and the journal is recovered from it. Returns the records to
+    /// restore the core from; the journal goes on from them.
+    pub fn crash(&mut self, choices: &mut dyn Choices) -> Result<Vec<Record>, JournalError> {
+        let placeholder = Journal::open(MemStorage::new(), self.config.clone())?.journal;
+        let mut storage = std::mem::replace(&mut self.journal, placeholder).into_storage();
+        storage.crash(&mut Crash(choices));
+        let opened = Journal::open(storage, self.config.clone())?;
+        self.journal = opened.journal;
+        self.staged = 0;
+        self.syncing = false;
+        Ok(opened.records)
+    }
+}
+
+/// Picks the disk fault of a commit, if any: a failed sync or a failed
+/// (short, as on a full disk) write.
+pub fn draw_fault(choices: &mut dyn Choices, fail_pm: u32) -> Option<Op> {
+    if !choices.chance(fail_pm) {
+        None
+    } else if choices.chance(500_000) {
+        Some(Op::Sync)
+    } else {
+        Some(Op::Append)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::choices::Recorded;
+
+    fn rec(n: u64) -> Record {
+        Record::Sequence { next: n }
+    }
+
+    #[test]
+    fn group_commit_then_failure_then_fresh_file() {
+        let mut j = SimJournal::new(0).expect("opens");
+        j.append(1, &rec(1));
+        j.append(2, &rec(2));
+        assert!(j.start_sync());
+        j.append(3, &rec(3));
+        assert!(!j.start_sync(), "one commit at a time");
+        assert_eq!(j.commit(None), vec![Settled::Persisted { upto: 3 }]);
+        j.append(4, &rec(4));
+        assert!(j.start_sync());
+        assert_eq!(j.commit(Some(Op::Sync)), vec![Settled::Failed { from: 4 }]);
+        j.append(5, &rec(5));
+        assert!(!j.start_sync(), "nothing is committed to an untrusted file");
+        assert_eq!(j.wants_snapshot(), Some(SnapshotReason::Recover));
+        let (stale, installed) = j.install_snapshot(3, &[rec(9)], None);
+        assert_eq!(stale, vec![], "the refused append is not reported again");
+        installed.expect("fresh file");
+        j.append(6, &rec(6));
+        assert!(j.start_sync());
+        assert_eq!(j.commit(None), vec![Settled::Persisted { upto: 6 }]);
+        let mut zeros = Recorded::new(Vec::new());
+        assert_eq!(j.crash(&mut zeros).expect("recovers"), vec![rec(9), rec(6)]);
+    }
+
+    #[test]
+    fn a_crash_keeps_what_was_committed_and_nothing_staged() {
+        let mut j = SimJournal::new(0).expect("opens");
+        j.append(1, &rec(1));
+        j.start_sync();
+        j.commit(None);
+        j.append(2, &rec(2));
+        let mut zeros = Recorded::new(Vec::new());
+        assert_eq!(j.crash(&mut zeros).expect("recovers"), vec![rec(1)]);
+    }
+}
