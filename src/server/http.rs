@@ -6,7 +6,7 @@
 //! bounded channel, and a full channel is 503 overloaded at once. A handler
 //! whose connection drops before its answer tells the driver (`ClientGone`).
 
-use crate::core::{AssignmentId, Outcome, Ticket};
+use crate::core::{AssignmentId, Outcome, RawRequest, Ticket};
 use crate::server::body::parse_dispatch;
 use crate::server::clock::Clock;
 use crate::server::driver::{Answer, Command, DriverHandle};
@@ -257,28 +257,16 @@ where
             Outcome::Overloaded,
         );
     }
-    let body = match body {
-        Ok(body) => body,
-        Err(e) => return (e.into_reply(), Outcome::Invalid),
-    };
-    if !headers::is_json(&parts.headers) {
-        let problem = Problem::new(
-            ProblemType::UnsupportedMediaType,
-            "the body must be JSON, sent with Content-Type: application/json",
-        );
-        return (problem.into_reply(), Outcome::Invalid);
-    }
-    let checked = headers::idempotency_key(&parts.headers).and_then(|key| {
-        let timeout = headers::request_timeout_ms(&parts.headers, app.limits.max_timeout_ms)?;
-        Ok((key, timeout))
-    });
-    let (key, timeout_ms) = match checked {
-        Ok(v) => v,
-        Err(e) => return (malformed(e.to_string()), Outcome::Invalid),
-    };
-    let raw = match parse_dispatch(&body) {
-        Ok(raw) => raw,
-        Err(e) => return (malformed(e.0), Outcome::Invalid),
+    let checked = body
+        .map_err(BodyError::into_reply)
+        .and_then(|body| check_dispatch(&parts.headers, &body, app.limits.max_timeout_ms));
+    let Submission {
+        body: raw,
+        idempotency_key: key,
+        timeout_ms,
+    } = match checked {
+        Ok(submission) => submission,
+        Err(reply) => return (reply, Outcome::Invalid),
     };
     let deadline = arrived.plus_ms(timeout_ms.unwrap_or(app.limits.default_timeout_ms));
     let ticket = app.ticket();
@@ -320,8 +308,80 @@ where
     }
 }
 
+/// A `POST /dispatch` that passed every check before the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub body: RawRequest,
+    pub idempotency_key: Option<String>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// The checks of a read dispatch body, in the API's order after the body
+/// size: content type (415), headers (400), JSON (400).
+fn check_dispatch(
+    headers: &http::HeaderMap,
+    body: &[u8],
+    max_timeout_ms: u64,
+) -> Result<Submission, Reply> {
+    if !headers::is_json(headers) {
+        let problem = Problem::new(
+            ProblemType::UnsupportedMediaType,
+            "the body must be JSON, sent with Content-Type: application/json",
+        );
+        return Err(problem.into_reply());
+    }
+    let idempotency_key = headers::idempotency_key(headers).map_err(|e| malformed(e.to_string()))?;
+    let timeout_ms = headers::request_timeout_ms(headers, max_timeout_ms)
+        .map_err(|e| malformed(e.to_string()))?;
+    let body = parse_dispatch(body).map_err(|e| malformed(e.0))?;
+    Ok(Submission {
+        body,
+        idempotency_key,
+        timeout_ms,
+    })
+}
+
 fn malformed(detail: String) -> Reply {
     Problem::new(ProblemType::MalformedRequest, detail).into_reply()
+}
+
+/// What the server makes of a request before the driver is asked, without
+/// a socket (for tests and fuzzing; `respond` runs the same checks).
+#[derive(Debug)]
+pub enum Decoded {
+    /// Answered at once: 404 unknown path, 405, and for `POST /dispatch`
+    /// 413, 415 and 400.
+    Answered(Reply),
+    /// A dispatch for the core.
+    Submit(Submission),
+    /// A known path and method, answered by the driver or the server's state.
+    Routed,
+}
+
+/// Routes and checks a request whose whole body was read.
+pub fn decode(
+    method: &Method,
+    path: &str,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    max_timeout_ms: u64,
+) -> Decoded {
+    let Some(route) = Route::of(path) else {
+        return Decoded::Answered(Problem::not_found().into_reply());
+    };
+    if !route.allows(method) {
+        return Decoded::Answered(Problem::method_not_allowed(route.allow()).into_reply());
+    }
+    if route != Route::Dispatch {
+        return Decoded::Routed;
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Decoded::Answered(BodyError::TooLarge.into_reply());
+    }
+    match check_dispatch(headers, body, max_timeout_ms) {
+        Ok(submission) => Decoded::Submit(submission),
+        Err(reply) => Decoded::Answered(reply),
+    }
 }
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
