@@ -330,7 +330,8 @@ fn check_dispatch(
         );
         return Err(problem.into_reply());
     }
-    let idempotency_key = headers::idempotency_key(headers).map_err(|e| malformed(e.to_string()))?;
+    let idempotency_key =
+        headers::idempotency_key(headers).map_err(|e| malformed(e.to_string()))?;
     let timeout_ms = headers::request_timeout_ms(headers, max_timeout_ms)
         .map_err(|e| malformed(e.to_string()))?;
     let body = parse_dispatch(body).map_err(|e| malformed(e.0))?;
@@ -667,6 +668,65 @@ mod tests {
         assert!(Route::Metrics.allows(&Method::HEAD));
         assert!(!Route::Metrics.allows(&Method::DELETE));
         assert!(Route::Assignment("x").allows(&Method::DELETE));
+    }
+
+    #[test]
+    fn decode_checks_in_the_api_order() {
+        let json = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = http::HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(*name, HeaderValue::from_static(value));
+            }
+            h
+        };
+        let status = |d: Decoded| match d {
+            Decoded::Answered(reply) => reply.status().as_u16(),
+            Decoded::Submit(_) => 0,
+            Decoded::Routed => 1,
+        };
+        let ct = json(&[("content-type", "application/json")]);
+        let body = br#"{"zipcode": "94107"}"#;
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(status(decode(&Method::GET, "/nope", &ct, body, 100)), 404);
+        assert_eq!(
+            status(decode(&Method::GET, "/dispatch", &ct, body, 100)),
+            405
+        );
+        assert_eq!(
+            status(decode(&Method::POST, "/dispatch", &json(&[]), &big, 100)),
+            413
+        );
+        assert_eq!(
+            status(decode(&Method::POST, "/dispatch", &json(&[]), body, 100)),
+            415
+        );
+        let bad_key = json(&[
+            ("content-type", "application/json"),
+            ("idempotency-key", ""),
+        ]);
+        assert_eq!(
+            status(decode(&Method::POST, "/dispatch", &bad_key, b"[", 100)),
+            400
+        );
+        assert_eq!(
+            status(decode(&Method::POST, "/dispatch", &ct, b"[", 100)),
+            400
+        );
+        assert_eq!(
+            status(decode(&Method::DELETE, "/assignments/x", &ct, b"", 100)),
+            1
+        );
+        let timed = json(&[
+            ("content-type", "application/json"),
+            ("x-request-timeout-ms", "7"),
+        ]);
+        match decode(&Method::POST, "/dispatch", &timed, body, 100) {
+            Decoded::Submit(s) => {
+                assert_eq!(s.timeout_ms, Some(7));
+                assert_eq!(s.body.zipcode.as_deref(), Some("94107"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -222,7 +222,10 @@ fn check_routed(method: &Method, path: &str) {
 fn check_problem(reply: Reply) {
     let (parts, body) = reply.into_parts();
     let content_type = parts.headers.get(http::header::CONTENT_TYPE);
-    assert_eq!(content_type.map(HeaderValue::as_bytes), Some(PROBLEM_JSON.as_bytes()));
+    assert_eq!(
+        content_type.map(HeaderValue::as_bytes),
+        Some(PROBLEM_JSON.as_bytes())
+    );
     let bytes = collect(body);
     let problem: serde_json::Value = serde_json::from_slice(&bytes).expect("a problem is JSON");
     assert_eq!(problem["status"], parts.status.as_u16(), "{problem}");

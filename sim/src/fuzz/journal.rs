@@ -91,8 +91,8 @@ fn recover(file: &[u8], salvage: bool) {
     for r in &records {
         assert!(framed.contains(r), "recovery invented {r:?}");
     }
-    let again = Journal::open(opened.journal.into_storage(), config)
-        .expect("what recovery left recovers");
+    let again =
+        Journal::open(opened.journal.into_storage(), config).expect("what recovery left recovers");
     assert_eq!(again.records, records, "a second recovery differs");
     assert_eq!(again.report.torn_bytes, 0, "a second recovery cut again");
     assert!(again.report.skipped.is_empty(), "a second recovery skipped");
@@ -136,14 +136,57 @@ fn framed_records(file: &[u8]) -> Vec<Record> {
 
 /// Restore refuses or rebuilds; what it rebuilt restores to itself.
 fn restore(records: Vec<Record>) {
-    let config = Config::default();
+    // A small ring: building the default one would take most of an execution.
+    let config = Config {
+        shards: 2,
+        vnodes: 4,
+        ..Config::default()
+    };
     let Ok(core) = Dispatcher::restore(config.clone(), NOW, records) else {
         return;
     };
     let snapshot = core.snapshot();
-    let again = Dispatcher::restore(config, NOW, snapshot.clone())
-        .expect("a core's own snapshot restores");
+    let again =
+        Dispatcher::restore(config, NOW, snapshot.clone()).expect("a core's own snapshot restores");
     assert_eq!(again.snapshot(), snapshot, "snapshot → restore → snapshot");
     assert_eq!(again.assignments(), core.assignments());
     assert_eq!(again.book().len(), core.book().len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Entry::Record(Record::Sequence { next: 5 })` in postcard.
+    const SEQUENCE_5: [u8; 3] = [0, 4, 5];
+
+    #[test]
+    fn framed_inputs_reach_the_record_decoder() {
+        let data = [&[0, 0, 3][..], &SEQUENCE_5, &[3], &SEQUENCE_5].concat();
+        let file = framed(&data);
+        let expected = vec![Record::Sequence { next: 5 }; 2];
+        assert_eq!(valid_prefix(&file), expected);
+        assert_eq!(framed_records(&file), expected);
+        let opened = Journal::open(
+            disk_with(&log_name(GENERATION), &file),
+            JournalConfig::default(),
+        )
+        .expect("a well-framed journal opens");
+        assert_eq!(opened.records, expected);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_the_prefix_kept() {
+        let mut file = framed(&[0, 0, 3, 0, 4, 5]);
+        let whole = file.len();
+        file.extend_from_slice(&file[HEADER_LEN..whole - 1].to_vec());
+        let opened = Journal::open(
+            disk_with(&log_name(GENERATION), &file),
+            JournalConfig::default(),
+        )
+        .expect("a torn tail is not damage");
+        assert_eq!(opened.records, vec![Record::Sequence { next: 5 }]);
+        assert_eq!(opened.report.torn_at, Some(whole as u64));
+        run(&[&[0][..], &file].concat());
+    }
 }

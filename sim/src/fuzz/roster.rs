@@ -58,7 +58,9 @@ fn check_slots(roster: &Roster, zipcode: &str) {
         .collect();
     let mut last: Option<&Slot> = None;
     for slot in &all {
-        let agent = roster.agent(&slot.agent).expect("a slot names a roster agent");
+        let agent = roster
+            .agent(&slot.agent)
+            .expect("a slot names a roster agent");
         assert!(agent.zipcodes.iter().any(|z| z == zipcode), "{slot:?}");
         let duration_ms = u64::from(duration_min) * MS_PER_MINUTE;
         assert!(agent.hours.covers(slot.start, duration_ms), "{slot:?}");
@@ -70,9 +72,10 @@ fn check_slots(roster: &Roster, zipcode: &str) {
     // A stream resumed after any slot goes on exactly where the first one did.
     if let Some(cursor) = all.get(all.len() / 2) {
         let rest = &all[all.len() / 2 + 1..];
-        let resumed: Vec<Slot> = slots(roster, &config, zipcode, window, duration_min, Some(cursor))
-            .take(rest.len())
-            .collect();
+        let resumed: Vec<Slot> =
+            slots(roster, &config, zipcode, window, duration_min, Some(cursor))
+                .take(rest.len())
+                .collect();
         assert_eq!(resumed, rest, "resumed after {cursor:?}");
     }
 }
