@@ -257,16 +257,17 @@ where
             Outcome::Overloaded,
         );
     }
-    let checked = body
-        .map_err(BodyError::into_reply)
-        .and_then(|body| check_dispatch(&parts.headers, &body, app.limits.max_timeout_ms));
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return (e.into_reply(), Outcome::Invalid),
+    };
     let Submission {
         body: raw,
         idempotency_key: key,
         timeout_ms,
-    } = match checked {
+    } = match check_dispatch(&parts.headers, &body, app.limits.max_timeout_ms) {
         Ok(submission) => submission,
-        Err(reply) => return (reply, Outcome::Invalid),
+        Err(problem) => return (problem.into_reply(), Outcome::Invalid),
     };
     let deadline = arrived.plus_ms(timeout_ms.unwrap_or(app.limits.default_timeout_ms));
     let ticket = app.ticket();
@@ -322,14 +323,14 @@ fn check_dispatch(
     headers: &http::HeaderMap,
     body: &[u8],
     max_timeout_ms: u64,
-) -> Result<Submission, Reply> {
+) -> Result<Submission, Problem> {
     if !headers::is_json(headers) {
-        let problem = Problem::new(
+        return Err(Problem::new(
             ProblemType::UnsupportedMediaType,
             "the body must be JSON, sent with Content-Type: application/json",
-        );
-        return Err(problem.into_reply());
+        ));
     }
+    let malformed = |detail: String| Problem::new(ProblemType::MalformedRequest, detail);
     let idempotency_key =
         headers::idempotency_key(headers).map_err(|e| malformed(e.to_string()))?;
     let timeout_ms = headers::request_timeout_ms(headers, max_timeout_ms)
@@ -340,10 +341,6 @@ fn check_dispatch(
         idempotency_key,
         timeout_ms,
     })
-}
-
-fn malformed(detail: String) -> Reply {
-    Problem::new(ProblemType::MalformedRequest, detail).into_reply()
 }
 
 /// What the server makes of a request before the driver is asked, without
@@ -381,7 +378,7 @@ pub fn decode(
     }
     match check_dispatch(headers, body, max_timeout_ms) {
         Ok(submission) => Decoded::Submit(submission),
-        Err(reply) => Decoded::Answered(reply),
+        Err(problem) => Decoded::Answered(problem.into_reply()),
     }
 }
 

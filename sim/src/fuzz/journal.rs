@@ -179,7 +179,7 @@ mod tests {
     fn a_torn_tail_is_cut_and_the_prefix_kept() {
         let mut file = framed(&[0, 0, 3, 0, 4, 5]);
         let whole = file.len();
-        file.extend_from_slice(&file[HEADER_LEN..whole - 1].to_vec());
+        file.extend_from_within(HEADER_LEN..whole - 1);
         let opened = Journal::open(
             disk_with(&log_name(GENERATION), &file),
             JournalConfig::default(),

@@ -24,9 +24,12 @@ pub mod roster;
 pub mod scenario;
 pub mod trace;
 
+/// A target's body: panics when a property fails.
+pub type Body = fn(&[u8]);
+
 /// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and its
 /// corpus directory.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Body); 6] = [
     ("scenario", scenario::run),
     ("core_inputs", core_inputs::run),
     ("http_request", http_request::run),
