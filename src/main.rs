@@ -10,6 +10,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use tour_dispatcher::server::{self, settings::Settings, LogFormat};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let settings = Settings::parse();
     if let Err(e) = settings.check() {

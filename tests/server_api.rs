@@ -423,6 +423,15 @@ async fn operational_endpoints() {
     let doc = doc.json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["paths"]["/dispatch"]["post"].is_object());
+    for path in [
+        "/assignments/{id}",
+        "/livez",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(doc["paths"][path]["get"].is_object(), "{path} documented");
+    }
     let metrics = client.get("/metrics").await;
     assert_eq!(metrics.status, 200);
     assert!(metrics

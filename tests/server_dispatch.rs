@@ -207,6 +207,48 @@ async fn a_joined_repeat_gets_504_at_its_own_deadline() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_joined_repeat_outlives_the_first_deadline_and_gets_the_answer() {
+    // The availability stream is slower than the first request's deadline;
+    // the repeat that joined keeps the attempt (and its stream) running.
+    let server = TestServer::start(&["--availability-latency-ms", "700"]).await;
+    let client = server.client();
+    let body = good_request("c");
+    let first = {
+        let body = body.clone();
+        tokio::spawn(async move {
+            client
+                .dispatch_with(
+                    &body,
+                    &[("idempotency-key", "long"), ("x-request-timeout-ms", "300")],
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let joined = client
+        .dispatch_with(
+            &body,
+            &[
+                ("idempotency-key", "long"),
+                ("x-request-timeout-ms", "5000"),
+            ],
+        )
+        .await;
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 504);
+    assert_eq!(first.problem_type(), "/problems/deadline-exceeded");
+    assert_eq!(joined.status, 201, "{:?}", joined.json());
+    assert!(joined.replayed());
+    let again = client.dispatch_with(&body, &key("long")).await;
+    assert_eq!((again.status, again.json()), (201, joined.json()));
+    assert!(again.replayed());
+    let errors =
+        r#"tour_dispatcher_dependency_calls_total{dependency="availability",result="error"}"#;
+    assert_eq!(client.metric(errors).await, 0.0);
+    server.stop().await;
+}
+
 // ----- concurrency and overload -------------------------------------------------
 
 #[tokio::test]

@@ -11,10 +11,9 @@
 //!
 //! The driver's order matters after a failure, and the world keeps it: the
 //! core hears of the failure first; the fresh file (the core's snapshot) is
-//! installed before any write the core emits in that same step is appended;
-//! and the journal's own report of the appends it refused while untrusted is
-//! dropped — the core failed those already, and a late `PersistFailed` would
-//! fail the writes that went to the fresh file.
+//! installed before any write the core emits in that same step is appended.
+//! The journal itself does not report again the appends it refused between
+//! a reported failure and the next snapshot: the core failed those already.
 
 use crate::choices::{Choices, ChoicesExt};
 use tour_dispatcher::core::Record;
@@ -104,8 +103,7 @@ impl SimJournal {
     /// Starts a fresh file from the core's snapshot (after a failure, or
     /// to compact); `halt_after` stops the process after that many disk
     /// operations (a crash in the middle of it). What was staged is
-    /// committed first; returns how that settled, without the stale report
-    /// of appends refused while the file was untrusted (see the module doc).
+    /// committed first; returns how that settled.
     pub fn install_snapshot(
         &mut self,
         durable_seq: u64,
@@ -114,11 +112,8 @@ impl SimJournal {
     ) -> (Vec<Settled>, Result<(), JournalError>) {
         self.staged = 0;
         let j = &mut self.journal;
-        let recovering = !j.is_writable();
         j.commit();
-        let settled: Vec<Settled> = std::iter::from_fn(|| j.poll_settled())
-            .filter(|s| !(recovering && matches!(s, Settled::Failed { .. })))
-            .collect();
+        let settled: Vec<Settled> = std::iter::from_fn(|| j.poll_settled()).collect();
         if let Some(n) = halt_after {
             j.storage_mut().halt_after(n);
         }

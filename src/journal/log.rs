@@ -113,6 +113,11 @@ pub struct Journal<S: Storage> {
     staged_seqs: Vec<Written>,
     /// Every record from this one on fails at the next commit.
     failing_from: Option<u64>,
+    /// A failure was reported and no snapshot has been tried since: the
+    /// appends refused meanwhile were emitted before the core heard of the
+    /// failure, which failed them already. Reporting them again would fail
+    /// the writes that go to the fresh file.
+    failure_reported: bool,
     settled: VecDeque<Settled>,
     stats: JournalStats,
 }
@@ -141,6 +146,7 @@ impl<S: Storage> Journal<S> {
             staged: Vec::new(),
             staged_seqs: Vec::new(),
             failing_from: None,
+            failure_reported: false,
             settled: VecDeque::new(),
             stats: JournalStats::default(),
         };
@@ -284,9 +290,12 @@ impl<S: Storage> Journal<S> {
             }
         }
         if let Some(from) = self.failing_from.take() {
-            self.stats.failed_batches += 1;
             self.trusted = false;
-            self.settled.push_back(Settled::Failed { from });
+            if !self.failure_reported {
+                self.failure_reported = true;
+                self.stats.failed_batches += 1;
+                self.settled.push_back(Settled::Failed { from });
+            }
         }
     }
 
@@ -349,6 +358,9 @@ impl<S: Storage> Journal<S> {
         snapshot: &[Record],
     ) -> Result<(), JournalError> {
         self.commit();
+        // The driver calls this right after the core handled a failure:
+        // whatever is appended from now on is news to the core.
+        self.failure_reported = false;
         let result = encode_all(snapshot).and_then(|frames| {
             let carried: Vec<Written> = self
                 .written

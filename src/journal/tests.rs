@@ -480,9 +480,11 @@ fn a_failed_sync_fails_the_batch_and_everything_until_a_snapshot() {
     );
     assert!(!journal.is_writable());
     assert_eq!(journal.wants_snapshot(), Some(SnapshotReason::Recover));
-    // The storage works again, but the file is not trusted: later records fail too.
+    // The storage works again, but the file is not trusted: later records
+    // fail too. They came before the core heard of the failure, which
+    // failed every pending write from 4 on: no second report.
     commit(&mut journal, 7..=8);
-    assert_eq!(settled(&mut journal), vec![Settled::Failed { from: 7 }]);
+    assert_eq!(settled(&mut journal), vec![]);
 
     // The core, after PersistFailed, holds records 1..=3 only.
     journal
@@ -496,6 +498,34 @@ fn a_failed_sync_fails_the_batch_and_everything_until_a_snapshot() {
     let reopened = reopen(journal, &mut KeepUnsynced);
     let expected: Vec<Record> = records(1..=3).into_iter().chain(records(9..=10)).collect();
     assert_eq!(state_of(reopened.records), state_of(expected));
+}
+
+#[test]
+fn appends_after_a_failed_snapshot_are_reported_again() {
+    let mut journal = open(MemStorage::new()).journal;
+    commit(&mut journal, 1..=2);
+    journal.storage_mut().fail_next(Op::Sync, 1);
+    commit(&mut journal, 3..=3);
+    assert_eq!(
+        settled(&mut journal),
+        vec![Settled::Persisted { upto: 2 }, Settled::Failed { from: 3 }]
+    );
+    // The driver installs a snapshot after telling the core; it fails.
+    journal.storage_mut().fail_next(Op::Sync, 1);
+    assert!(journal
+        .install_snapshot(2, &state_of(records(1..=2)))
+        .is_err());
+    // What the core emits after that is news to it: it must hear it failed.
+    commit(&mut journal, 4..=5);
+    assert_eq!(settled(&mut journal), vec![Settled::Failed { from: 4 }]);
+    // ...once: later refusals before the next snapshot are covered.
+    commit(&mut journal, 6..=6);
+    assert_eq!(settled(&mut journal), vec![]);
+    journal
+        .install_snapshot(2, &state_of(records(1..=2)))
+        .unwrap();
+    commit(&mut journal, 7..=7);
+    assert_eq!(settled(&mut journal), vec![Settled::Persisted { upto: 7 }]);
 }
 
 #[test]

@@ -13,8 +13,8 @@
 //! reads, client-gone notices, drain).
 
 use crate::core::{
-    Assignment, AssignmentId, CallId, DependencyError, Dispatcher, Input, Output, RawRequest,
-    Record, Response, Stats, Ticket, Timestamp,
+    Assignment, AssignmentId, CallId, Dispatcher, Input, Output, RawRequest, Record, Response,
+    Stats, Ticket, Timestamp,
 };
 use crate::server::clock::Clock;
 use crate::server::journal::{EventQueue, Journal, JournalEvent};
@@ -361,15 +361,18 @@ impl Driver {
         }
     }
 
+    /// Runs a call until it ends or the core cancels it. A call is not cut
+    /// at the deadline it was issued with: a repeat of the key that joins
+    /// later extends the attempt past it, and the core cancels the call
+    /// itself once no request waits for it.
     fn start_stream(&mut self, query: AvailabilityQuery) {
         let service = self.parts.services.availability.clone();
         let to_driver = self.results_tx.clone();
         let chunk = self.parts.stream_chunk;
-        let deadline = self.parts.clock.instant_of(query.deadline);
         let call = query.call;
         let task = tokio::spawn(async move {
             let mut sink = SlotSink::new(call, to_driver.clone(), chunk);
-            let streamed = within(deadline, service.stream(query, &mut sink)).await;
+            let streamed = service.stream(query, &mut sink).await;
             let result = match streamed {
                 Ok(()) => sink.flush().await,
                 Err(e) => Err(e),
@@ -387,27 +390,12 @@ impl Driver {
     fn start_rules(&mut self, query: RulesQuery) {
         let service = self.parts.services.rules.clone();
         let to_driver = self.results_tx.clone();
-        let deadline = self.parts.clock.instant_of(query.deadline);
         let call = query.call;
         let task = tokio::spawn(async move {
-            let result = within(deadline, service.check(query)).await;
+            let result = service.check(query).await;
             let _ = to_driver.send(Input::RuleVerdicts { call, result }).await;
         });
         self.calls.insert(call, task.abort_handle());
-    }
-}
-
-/// `call`'s result, or a timeout at `deadline`. The core stops waiting at
-/// its deadline anyway; this keeps a stuck service from holding a task.
-async fn within<T>(
-    deadline: Option<std::time::Instant>,
-    call: impl std::future::Future<Output = Result<T, DependencyError>>,
-) -> Result<T, DependencyError> {
-    match deadline {
-        Some(at) => tokio::time::timeout_at(at.into(), call)
-            .await
-            .unwrap_or(Err(DependencyError::Timeout)),
-        None => call.await,
     }
 }
 

@@ -124,6 +124,12 @@ fn cancel_assignment() {}
 #[allow(dead_code)]
 fn livez() {}
 
+/// Liveness (alias of `/livez`).
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process runs.", body = StatusBody)))]
+#[allow(dead_code)]
+fn healthz() {}
+
 /// Readiness.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
@@ -158,6 +164,7 @@ fn openapi() {}
         get_assignment,
         cancel_assignment,
         livez,
+        healthz,
         readyz,
         metrics,
         openapi
@@ -191,6 +198,7 @@ mod tests {
             "/dispatch",
             "/assignments/{id}",
             "/livez",
+            "/healthz",
             "/readyz",
             "/metrics",
             "/openapi.json",

@@ -33,6 +33,8 @@ pub struct AvailabilityQuery {
     pub window: Window,
     pub duration_min: u32,
     pub after: Option<Slot>,
+    /// The attempt's deadline when the call began: a hint for a remote
+    /// service; a repeat that joins later may extend it.
     pub deadline: Timestamp,
 }
 
@@ -42,6 +44,7 @@ pub struct RulesQuery {
     pub call: CallId,
     pub request: RuleRequest,
     pub candidates: Vec<Candidate>,
+    /// As [`AvailabilityQuery::deadline`].
     pub deadline: Timestamp,
 }
 

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Reproduces the HTTP tables of BENCHMARKS.md in one run, on loopback only:
+#
+#  1. throughput: wrk (closed loop, one thread) at a few concurrency levels
+#     against, in turn, the ceiling of the HTTP stack (benches/ceiling.rs),
+#     the server with --ephemeral and the server with its durable journal
+#     (a fresh temporary data directory); each server fresh for each run;
+#  2. latency at half the peak rate: the open-loop generator
+#     (benches/load.rs) at half of each server's median peak;
+#  3. slow dependencies: --availability-latency-ms 5 --rules-latency-ms 1 at
+#     --shard-concurrency 1 and 8;
+#  4. overload: twice the durable server's peak, open loop, with its resident
+#     memory sampled every second; and the same server unloaded (a tenth of
+#     its peak) for the p99 to compare with.
+#
+# Request bodies vary (benches/http.lua, benches/load.rs): zipcodes of the
+# demo roster's three regions, days 1-300 ahead, a unique Idempotency-Key
+# each. Each step is a few seconds; the whole run takes about five minutes.
+#
+#   benches/http.sh                 # RUNS=3 DURATION=4 CONCURRENCY="8 32 128"
+#   RUNS=1 DURATION=2 benches/http.sh   # a quick look
+#
+# Prints the tables (medians of RUNS runs, ratios within each run) and
+# leaves the raw JSON lines in $OUT (default target/http-bench).
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-4}
+CONCURRENCY=${CONCURRENCY:-"8 32 128"}
+OUT=${OUT:-target/http-bench}
+
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
+RAW="$OUT/raw.jsonl"
+: >"$RAW"
+
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk (Debian package)" >&2
+    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --quiet --bin tour-dispatcher --example ceiling --example load
+BIN=target/release
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# start KIND [FLAGS...]: starts a fresh server of KIND (ceiling, ephemeral,
+# durable) on a free loopback port; sets URL and PID.
+start() {
+    local kind=$1
+    shift
+    local log="$OUT/$kind.log"
+    rm -f "$log" # so that the address read below is the new server's
+    case $kind in
+    ceiling) "$BIN/examples/ceiling" 127.0.0.1:0 2>"$log" & ;;
+    ephemeral) "$BIN/tour-dispatcher" --listen 127.0.0.1:0 --ephemeral "$@" >/dev/null 2>"$log" & ;;
+    durable)
+        DATA=$(mktemp -d "${TMPDIR:-/tmp}/tour-bench.XXXXXX")
+        "$BIN/tour-dispatcher" --listen 127.0.0.1:0 --data-dir "$DATA" "$@" >/dev/null 2>"$log" &
+        ;;
+    esac
+    PID=$!
+    PIDS+=("$PID")
+    URL=
+    for _ in $(seq 100); do
+        URL=$(grep -so 'http://[0-9.]*:[0-9]*' "$log" | head -1 || true)
+        [ -n "$URL" ] && return 0
+        sleep 0.05
+    done
+    echo "$kind did not start: $(cat "$log")" >&2
+    exit 1
+}
+
+stop() {
+    kill "$PID" 2>/dev/null || true
+    wait "$PID" 2>/dev/null || true
+    if [ -n "${DATA:-}" ]; then rm -rf "$DATA"; fi
+    DATA=
+}
+
+# record STEP TARGET RUN PARAM JSON: one raw line.
+record() {
+    printf '{"step":"%s","target":"%s","run":%s,"param":%s,"load":"%s","result":%s}\n' \
+        "$1" "$2" "$3" "$4" "$(cut -d' ' -f1 /proc/loadavg)" "$5" >>"$RAW"
+}
+
+wrk_run() { # wrk_run CONCURRENCY KEY_PREFIX
+    WRK_KEY_PREFIX=$2 wrk -t1 -c"$1" -d"${DURATION}s" --timeout 10s \
+        -s benches/http.lua "$URL" | tail -1
+}
+
+load_run() { # load_run RATE SECONDS KEY_PREFIX [--pid PID]
+    "$BIN/examples/load" --url "$URL" --rate "$1" --seconds "$2" --key-prefix "$3" "${@:4}"
+}
+
+echo "machine: $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+echo "1. throughput" >&2
+for run in $(seq "$RUNS"); do
+    for c in $CONCURRENCY; do
+        for kind in ceiling ephemeral durable; do
+            start "$kind"
+            record throughput "$kind" "$run" "$c" "$(wrk_run "$c" "t$run-$c")"
+            stop
+        done
+    done
+done
+
+peak() { # peak TARGET: the median peak requests/s of TARGET
+    python3 benches/http_report.py "$RAW" peak "$1"
+}
+
+echo "2. latency at half the peak rate" >&2
+for kind in ephemeral durable; do
+    half=$(($(peak "$kind") / 2))
+    for run in $(seq "$RUNS"); do
+        start "$kind"
+        record half-peak "$kind" "$run" "$half" "$(load_run "$half" "$DURATION" "h$run")"
+        stop
+    done
+done
+
+echo "3. slow dependencies" >&2
+for sc in 1 8; do
+    for run in $(seq "$RUNS"); do
+        start durable --availability-latency-ms 5 --rules-latency-ms 1 --shard-concurrency "$sc"
+        record slow-deps durable "$run" "$sc" "$(wrk_run 128 "d$run-$sc")"
+        stop
+    done
+done
+
+echo "4. overload" >&2
+capacity=$(peak durable)
+for run in $(seq "$RUNS"); do
+    start durable
+    record unloaded durable "$run" $((capacity / 10)) "$(load_run $((capacity / 10)) "$DURATION" "u$run")"
+    stop
+    start durable
+    record overload durable "$run" $((capacity * 2)) \
+        "$(load_run $((capacity * 2)) $((DURATION * 2)) "o$run" --pid "$PID" --connections 1024)"
+    stop
+done
+
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+python3 benches/http_report.py "$RAW" tables
