@@ -12,6 +12,7 @@
 //! - [`world`]: the discrete-event loop around the core;
 //! - [`checker`] and [`invariant`]: the model and the invariants;
 //! - [`coverage`]: marks of the hard paths reached;
+//! - [`fuzz`]: the bodies of the cargo-fuzz targets in `fuzz/`;
 //! - [`trace`]: the trace format (simulator and production);
 //! - [`replay`]: replaying a trace and rendering it as text;
 //! - [`shrink`]: delta debugging of choice lists and of production traces;
@@ -20,6 +21,7 @@
 pub mod checker;
 pub mod choices;
 pub mod coverage;
+pub mod fuzz;
 pub mod invariant;
 pub mod journal;
 pub mod replay;

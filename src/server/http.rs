@@ -6,7 +6,7 @@
 //! bounded channel, and a full channel is 503 overloaded at once. A handler
 //! whose connection drops before its answer tells the driver (`ClientGone`).
 
-use crate::core::{AssignmentId, Outcome, Ticket};
+use crate::core::{AssignmentId, Outcome, RawRequest, Ticket};
 use crate::server::body::parse_dispatch;
 use crate::server::clock::Clock;
 use crate::server::driver::{Answer, Command, DriverHandle};
@@ -268,24 +268,13 @@ where
         Ok(body) => body,
         Err(e) => return (e.into_reply(), Outcome::Invalid),
     };
-    if !headers::is_json(&parts.headers) {
-        let problem = Problem::new(
-            ProblemType::UnsupportedMediaType,
-            "the body must be JSON, sent with Content-Type: application/json",
-        );
-        return (problem.into_reply(), Outcome::Invalid);
-    }
-    let checked = headers::idempotency_key(&parts.headers).and_then(|key| {
-        let timeout = headers::request_timeout_ms(&parts.headers, app.limits.max_timeout_ms)?;
-        Ok((key, timeout))
-    });
-    let (key, timeout_ms) = match checked {
-        Ok(v) => v,
-        Err(e) => return (malformed(e.to_string()), Outcome::Invalid),
-    };
-    let raw = match parse_dispatch(&body) {
-        Ok(raw) => raw,
-        Err(e) => return (malformed(e.0), Outcome::Invalid),
+    let Submission {
+        body: raw,
+        idempotency_key: key,
+        timeout_ms,
+    } = match check_dispatch(&parts.headers, &body, app.limits.max_timeout_ms) {
+        Ok(submission) => submission,
+        Err(problem) => return (problem.into_reply(), Outcome::Invalid),
     };
     let deadline = arrived.plus_ms(timeout_ms.unwrap_or(app.limits.default_timeout_ms));
     let ticket = app.ticket();
@@ -327,8 +316,77 @@ where
     }
 }
 
-fn malformed(detail: String) -> Reply {
-    Problem::new(ProblemType::MalformedRequest, detail).into_reply()
+/// A `POST /dispatch` that passed every check before the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub body: RawRequest,
+    pub idempotency_key: Option<String>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// The checks of a read dispatch body, in the API's order after the body
+/// size: content type (415), headers (400), JSON (400).
+fn check_dispatch(
+    headers: &http::HeaderMap,
+    body: &[u8],
+    max_timeout_ms: u64,
+) -> Result<Submission, Problem> {
+    if !headers::is_json(headers) {
+        return Err(Problem::new(
+            ProblemType::UnsupportedMediaType,
+            "the body must be JSON, sent with Content-Type: application/json",
+        ));
+    }
+    let malformed = |detail: String| Problem::new(ProblemType::MalformedRequest, detail);
+    let idempotency_key =
+        headers::idempotency_key(headers).map_err(|e| malformed(e.to_string()))?;
+    let timeout_ms = headers::request_timeout_ms(headers, max_timeout_ms)
+        .map_err(|e| malformed(e.to_string()))?;
+    let body = parse_dispatch(body).map_err(|e| malformed(e.0))?;
+    Ok(Submission {
+        body,
+        idempotency_key,
+        timeout_ms,
+    })
+}
+
+/// What the server makes of a request before the driver is asked, without
+/// a socket (for tests and fuzzing; `respond` runs the same checks).
+#[derive(Debug)]
+pub enum Decoded {
+    /// Answered at once: 404 unknown path, 405, and for `POST /dispatch`
+    /// 413, 415 and 400.
+    Answered(Reply),
+    /// A dispatch for the core.
+    Submit(Submission),
+    /// A known path and method, answered by the driver or the server's state.
+    Routed,
+}
+
+/// Routes and checks a request whose whole body was read.
+pub fn decode(
+    method: &Method,
+    path: &str,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    max_timeout_ms: u64,
+) -> Decoded {
+    let Some(route) = Route::of(path) else {
+        return Decoded::Answered(Problem::not_found().into_reply());
+    };
+    if !route.allows(method) {
+        return Decoded::Answered(Problem::method_not_allowed(route.allow()).into_reply());
+    }
+    if route != Route::Dispatch {
+        return Decoded::Routed;
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Decoded::Answered(BodyError::TooLarge.into_reply());
+    }
+    match check_dispatch(headers, body, max_timeout_ms) {
+        Ok(submission) => Decoded::Submit(submission),
+        Err(problem) => Decoded::Answered(problem.into_reply()),
+    }
 }
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -614,6 +672,65 @@ mod tests {
         assert!(Route::Metrics.allows(&Method::HEAD));
         assert!(!Route::Metrics.allows(&Method::DELETE));
         assert!(Route::Assignment("x").allows(&Method::DELETE));
+    }
+
+    #[test]
+    fn decode_checks_in_the_api_order() {
+        let json = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = http::HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(*name, HeaderValue::from_static(value));
+            }
+            h
+        };
+        let status = |d: Decoded| match d {
+            Decoded::Answered(reply) => reply.status().as_u16(),
+            Decoded::Submit(_) => 0,
+            Decoded::Routed => 1,
+        };
+        let ct = json(&[("content-type", "application/json")]);
+        let body = br#"{"zipcode": "94107"}"#;
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(status(decode(&Method::GET, "/nope", &ct, body, 100)), 404);
+        assert_eq!(
+            status(decode(&Method::GET, "/dispatch", &ct, body, 100)),
+            405
+        );
+        assert_eq!(
+            status(decode(&Method::POST, "/dispatch", &json(&[]), &big, 100)),
+            413
+        );
+        assert_eq!(
+            status(decode(&Method::POST, "/dispatch", &json(&[]), body, 100)),
+            415
+        );
+        let bad_key = json(&[
+            ("content-type", "application/json"),
+            ("idempotency-key", ""),
+        ]);
+        assert_eq!(
+            status(decode(&Method::POST, "/dispatch", &bad_key, b"[", 100)),
+            400
+        );
+        assert_eq!(
+            status(decode(&Method::POST, "/dispatch", &ct, b"[", 100)),
+            400
+        );
+        assert_eq!(
+            status(decode(&Method::DELETE, "/assignments/x", &ct, b"", 100)),
+            1
+        );
+        let timed = json(&[
+            ("content-type", "application/json"),
+            ("x-request-timeout-ms", "7"),
+        ]);
+        match decode(&Method::POST, "/dispatch", &timed, body, 100) {
+            Decoded::Submit(s) => {
+                assert_eq!(s.timeout_ms, Some(7));
+                assert_eq!(s.body.zipcode.as_deref(), Some("94107"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,4 @@
+//! The `roster` target; its body is `tour_sim::fuzz::roster::run`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tour_sim::fuzz::roster::run(data));
