@@ -186,7 +186,7 @@ pub struct Settings {
     /// Dispatches inside the server at once (read and not yet answered);
     /// past it a new one is refused as overloaded at once, before its body
     /// is parsed. Cheap refusals keep accepted latency flat under overload.
-    #[arg(long, env = "TOUR_MAX_IN_FLIGHT", default_value_t = 256,
+    #[arg(long, env = "TOUR_MAX_IN_FLIGHT", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_in_flight: u32,
 }
