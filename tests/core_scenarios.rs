@@ -28,6 +28,21 @@ fn stream_all(h: &mut Harness, at: u64, call: CallId, slots: Vec<Slot>) -> Vec<O
     out
 }
 
+/// Streams the one slot `ag-1` at 09:00 for `call` at `at`, allows it at
+/// `at + 1`, and returns the sequence number of the booking's write.
+fn write_one_slot(h: &mut Harness, at: u64, call: CallId) -> u64 {
+    let out = stream_all(h, at, call, vec![slot("ag-1", NINE)]);
+    let (rules, _) = rules_call(&out).expect("rules");
+    let out = h.at(
+        at + 1,
+        Input::RuleVerdicts {
+            call: rules,
+            result: Ok(vec![true]),
+        },
+    );
+    persisted_seq(&out).expect("the booking is written").0
+}
+
 /// Runs one request to a 201 with a single allowed slot of `agent` at `start`.
 fn book(
     h: &mut Harness,
@@ -403,15 +418,7 @@ fn persist_failed_rolls_back_and_answers_503() {
     let mut h = Harness::new(config());
     let out = h.submit(0, 1, body(), Some("k"), 2_000);
     let (call, _) = fetch_call(&out).unwrap();
-    let (rules, _) = rules_call(&stream_all(&mut h, 1, call, vec![slot("ag-1", NINE)])).unwrap();
-    let out = h.at(
-        2,
-        Input::RuleVerdicts {
-            call: rules,
-            result: Ok(vec![true]),
-        },
-    );
-    let (seq, _) = persisted_seq(&out).unwrap();
+    let seq = write_one_slot(&mut h, 1, call);
     assert_eq!(h.d.book().len(), 1);
     let out = h.at(3, Input::PersistFailed { from: seq });
     assert!(matches!(
@@ -432,15 +439,7 @@ fn deadline_during_the_write_undoes_the_booking_and_a_retry_waits_for_it() {
     let mut h = Harness::new(config());
     let out = h.submit(0, 1, body(), Some("k"), 100);
     let (call, _) = fetch_call(&out).unwrap();
-    let (rules, _) = rules_call(&stream_all(&mut h, 1, call, vec![slot("ag-1", NINE)])).unwrap();
-    let out = h.at(
-        2,
-        Input::RuleVerdicts {
-            call: rules,
-            result: Ok(vec![true]),
-        },
-    );
-    let (seq, _) = persisted_seq(&out).unwrap();
+    let seq = write_one_slot(&mut h, 1, call);
     assert_eq!(status_of(&h.at(100, Input::Tick), 1), Some(504));
     // A retry arrives while the write is still in flight: it waits.
     assert!(h.submit(150, 2, body(), Some("k"), 5_000).is_empty());
@@ -457,15 +456,7 @@ fn deadline_during_the_write_undoes_the_booking_and_a_retry_waits_for_it() {
     let out = h.at(210, Input::Persisted { upto: undo_seq });
     assert_eq!(h.d.book().len(), 0, "undone");
     let (call, _) = fetch_call(&out).expect("the retry runs as a new attempt");
-    let (rules, _) = rules_call(&stream_all(&mut h, 211, call, vec![slot("ag-1", NINE)])).unwrap();
-    let out = h.at(
-        212,
-        Input::RuleVerdicts {
-            call: rules,
-            result: Ok(vec![true]),
-        },
-    );
-    let (seq, _) = persisted_seq(&out).unwrap();
+    let seq = write_one_slot(&mut h, 211, call);
     let out = h.at(213, Input::Persisted { upto: seq });
     assert_eq!(
         responses(&out),
@@ -480,15 +471,7 @@ fn a_failed_undo_keeps_the_booking_and_the_key_replays_it() {
     let mut h = Harness::new(config());
     let out = h.submit(0, 1, body(), Some("k"), 100);
     let (call, _) = fetch_call(&out).unwrap();
-    let (rules, _) = rules_call(&stream_all(&mut h, 1, call, vec![slot("ag-1", NINE)])).unwrap();
-    let (seq, _) = persisted_seq(&h.at(
-        2,
-        Input::RuleVerdicts {
-            call: rules,
-            result: Ok(vec![true]),
-        },
-    ))
-    .unwrap();
+    let seq = write_one_slot(&mut h, 1, call);
     h.at(100, Input::Tick);
     let (undo_seq, _) = persisted_seq(&h.at(150, Input::Persisted { upto: seq })).unwrap();
     assert!(h.submit(160, 2, body(), Some("k"), 5_000).is_empty());

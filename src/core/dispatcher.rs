@@ -537,7 +537,7 @@ impl Dispatcher {
         self.stats
             .count_call(Dependency::Availability, CallResult::Ok);
         if fetch.batch.candidates.is_empty() {
-            self.finish_run(id);
+            self.release_run_slot(id);
             self.conclude(id, Remembered::NoAvailability);
         } else {
             self.check_rules(id, fetch.batch);
@@ -626,7 +626,7 @@ impl Dispatcher {
         } else if batch.more {
             self.fetch(id, batch.consumed);
         } else {
-            self.finish_run(id);
+            self.release_run_slot(id);
             self.conclude(id, Remembered::NoAvailability);
         }
     }
@@ -680,7 +680,7 @@ impl Dispatcher {
 
     /// A dependency failed during the run: 503, nothing remembered.
     fn fail_run(&mut self, id: AttemptId, dependency: Dependency) {
-        self.finish_run(id);
+        self.release_run_slot(id);
         let response = Response::DependencyUnavailable {
             dependency,
             retry_after_s: self.config.retry_after_s,
@@ -1009,7 +1009,7 @@ impl Dispatcher {
                 if let Some(call) = phase.call() {
                     self.cancel_call(call, CancelReason::Abandoned);
                 }
-                self.finish_run(id);
+                self.release_run_slot(id);
             }
             // The write settles first; then the outcome is undone.
             Phase::Writing { .. } | Phase::Undoing { .. } => return,
@@ -1091,10 +1091,6 @@ impl Dispatcher {
 
     /// The attempt's run ended (it answered, failed or booked): free its
     /// run slot and start what waits.
-    fn finish_run(&mut self, id: AttemptId) {
-        self.release_run_slot(id);
-    }
-
     fn release_run_slot(&mut self, id: AttemptId) {
         let shard = self.attempt(id).shard as usize;
         let (next, promoted) = self.shards[shard].finish_run();
