@@ -1,16 +1,23 @@
 //! The reservation book: per agent, the booked intervals in start order, so
-//! that a conflict check (travel buffer included) is one ordered-map lookup;
-//! and per agent per UTC day, the number of tours, which the rules need.
+//! that a conflict check (travel buffer included) and the number of tours
+//! on a UTC day (which the rules need) are binary searches.
+//!
+//! An agent's tours are a sorted vector rather than an ordered map: the
+//! check runs for every streamed slot, and a binary search over one
+//! contiguous array is several times cheaper than a B-tree descent. A
+//! booking shifts the agent's later tours by one place; an agent holds at
+//! most a few thousand tours (the horizon at one tour plus buffer after
+//! another), so that is a move of tens of kilobytes at worst.
 //!
 //! The book holds bookings whose write is still in flight as well as durable
 //! ones: a slot taken by an unfinished booking is not free.
 
 use crate::core::ids::AssignmentId;
-use crate::core::time::{Timestamp, Window};
+use crate::core::time::{Timestamp, Window, MS_PER_DAY};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher13;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 /// A start time offered for one agent.
@@ -46,12 +53,24 @@ impl Assignment {
     }
 }
 
+/// One agent's tours by start; they never overlap (buffer included).
 #[derive(Default, Debug, Clone)]
 struct AgentBook {
-    /// start -> (end, id); intervals never overlap (buffer included).
-    tours: BTreeMap<Timestamp, (Timestamp, AssignmentId)>,
-    /// UTC day -> tours starting that day.
-    per_day: BTreeMap<u32, u32>,
+    tours: Vec<Tour>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Tour {
+    start: Timestamp,
+    end: Timestamp,
+    id: AssignmentId,
+}
+
+impl AgentBook {
+    /// Where the first tour starting at or after `t` is (or would be).
+    fn index_of(&self, t: Timestamp) -> usize {
+        self.tours.partition_point(|tour| tour.start < t)
+    }
 }
 
 /// Every agent's booked intervals.
@@ -92,17 +111,15 @@ impl Book {
                     return Err((pair[1].0.clone(), pair[1].2));
                 }
             }
-            let mut agent = AgentBook {
-                tours: mine
-                    .iter()
-                    .map(|(_, iv, id)| (iv.start, (iv.end, *id)))
-                    .collect(),
-                per_day: BTreeMap::new(),
-            };
-            for (_, iv, _) in mine {
-                *agent.per_day.entry(iv.start.utc_day()).or_default() += 1;
-            }
-            book.agents.insert(first.0.clone(), agent);
+            let tours = mine
+                .iter()
+                .map(|(_, iv, id)| Tour {
+                    start: iv.start,
+                    end: iv.end,
+                    id: *id,
+                })
+                .collect();
+            book.agents.insert(first.0.clone(), AgentBook { tours });
         }
         Ok(book)
     }
@@ -125,9 +142,9 @@ impl Book {
         // Bookings of one agent are disjoint and sorted, so the last one that
         // starts before our end (plus buffer) is the only one that can reach
         // into us.
-        let reach = interval.end.plus_ms(self.buffer_ms);
-        match book.tours.range(..reach).next_back() {
-            Some((_, (end, _))) => end.plus_ms(self.buffer_ms) <= interval.start,
+        let reach = book.index_of(interval.end.plus_ms(self.buffer_ms));
+        match reach.checked_sub(1).map(|i| &book.tours[i]) {
+            Some(before) => before.end.plus_ms(self.buffer_ms) <= interval.start,
             None => true,
         }
     }
@@ -140,8 +157,13 @@ impl Book {
             Some(book) => book,
             None => self.agents.entry(agent.into()).or_default(),
         };
-        book.tours.insert(interval.start, (interval.end, id));
-        *book.per_day.entry(interval.start.utc_day()).or_default() += 1;
+        let at = book.index_of(interval.start);
+        let tour = Tour {
+            start: interval.start,
+            end: interval.end,
+            id,
+        };
+        book.tours.insert(at, tour);
         self.len += 1;
     }
 
@@ -150,18 +172,12 @@ impl Book {
         let Some(book) = self.agents.get_mut(agent) else {
             return false;
         };
-        match book.tours.get(&interval.start) {
-            Some(&(_, held)) if held == id => {}
+        let at = book.index_of(interval.start);
+        match book.tours.get(at) {
+            Some(tour) if tour.start == interval.start && tour.id == id => {}
             _ => return false,
         }
-        book.tours.remove(&interval.start);
-        let day = interval.start.utc_day();
-        if let Some(n) = book.per_day.get_mut(&day) {
-            *n -= 1;
-            if *n == 0 {
-                book.per_day.remove(&day);
-            }
-        }
+        book.tours.remove(at);
         if book.tours.is_empty() {
             self.agents.remove(agent);
         }
@@ -171,10 +187,13 @@ impl Book {
 
     /// Tours of `agent` starting on UTC `day`.
     pub fn tours_on(&self, agent: &str, day: u32) -> u32 {
-        self.agents
-            .get(agent)
-            .and_then(|b| b.per_day.get(&day).copied())
-            .unwrap_or(0)
+        let Some(book) = self.agents.get(agent) else {
+            return 0;
+        };
+        let day_start = Timestamp(u64::from(day) * MS_PER_DAY);
+        let first = book.index_of(day_start);
+        let after = book.index_of(day_start.plus_ms(MS_PER_DAY));
+        (after - first) as u32
     }
 
     /// Every booking as (agent, interval, id), by agent then start, for checks.
@@ -184,7 +203,7 @@ impl Book {
         agents.into_iter().flat_map(|(agent, b)| {
             b.tours
                 .iter()
-                .map(move |(start, (end, id))| (agent.as_str(), Window::new(*start, *end), *id))
+                .map(move |t| (agent.as_str(), Window::new(t.start, t.end), t.id))
         })
     }
 }
@@ -234,24 +253,35 @@ mod tests {
     }
 
     proptest! {
-        /// The O(log n) check agrees with comparing against every booking.
+        /// The binary searches agree with looking at every booking: the
+        /// conflict check, and the tours per UTC day, as bookings come and go.
         #[test]
-        fn conflict_check_matches_brute_force(
-            buffer in 0u64..30,
-            tries in proptest::collection::vec((0u64..2000, 1u64..120), 1..60),
+        fn book_matches_brute_force(
+            buffer_min in 0u64..30,
+            tries in proptest::collection::vec((0u64..4 * 1440, 1u64..240, any::<bool>()), 1..80),
         ) {
+            let buffer = buffer_min * MS_PER_MINUTE;
             let mut book = Book::new(buffer);
-            let mut held: Vec<Window> = Vec::new();
-            for (i, (start, len)) in tries.into_iter().enumerate() {
-                let iv = Window::new(Timestamp(start), Timestamp(start + len));
-                let brute = held.iter().all(|h| {
+            let mut held: Vec<(Window, AssignmentId)> = Vec::new();
+            for (i, (start, len, drop_one)) in tries.into_iter().enumerate() {
+                let iv = w(start, start + len);
+                let brute = held.iter().all(|(h, _)| {
                     h.end.plus_ms(buffer) <= iv.start || iv.end.plus_ms(buffer) <= h.start
                 });
                 prop_assert_eq!(book.is_free("a", iv), brute);
                 if brute {
                     book.insert("a", iv, AssignmentId(i as u64));
-                    held.push(iv);
+                    held.push((iv, AssignmentId(i as u64)));
                 }
+                if drop_one && !held.is_empty() {
+                    let (h, id) = held.remove(i % held.len());
+                    prop_assert!(book.remove("a", h, id));
+                }
+                for day in 0..5 {
+                    let brute = held.iter().filter(|(h, _)| h.start.utc_day() == day).count();
+                    prop_assert_eq!(book.tours_on("a", day), brute as u32);
+                }
+                prop_assert_eq!(book.len(), held.len());
             }
         }
     }
