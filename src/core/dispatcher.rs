@@ -1136,7 +1136,7 @@ impl Dispatcher {
         self.assignments.retain(|_, s| s.keep_until > now);
         let mut retention = Vec::with_capacity(self.assignments.len());
         let mut bookings = Vec::with_capacity(self.assignments.len());
-        for (&id, s) in &self.assignments {
+        for (&id, s) in self.assignments.iter() {
             retention.push((s.keep_until, id));
             let a = &s.assignment;
             if a.status == AssignmentStatus::Confirmed {

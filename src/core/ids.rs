@@ -99,10 +99,7 @@ impl Hasher for PrehashedHasher {
     }
 }
 
-/// A hash map over already-random keys ([`KeyHash`], [`AssignmentId`]).
-/// Never iterate it where order could reach an output.
-pub type PrehashedMap<K, V> =
-    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<PrehashedHasher>>;
+pub use crate::core::prehashed_map::PrehashedMap;
 
 /// Unkeyed 64-bit hash for placement (the shard ring): SipHash-1-3 with
 /// constant keys, stable everywhere.

@@ -12,6 +12,8 @@
 //! - [`ring`]: zipcode → shard;
 //! - [`queue`]: a shard's bounded queue, waiting line and run slots;
 //! - [`idempotency`]: the table of client keys;
+//! - [`prehashed_map`]: the hash map of the large tables, which grows in
+//!   small steps;
 //! - [`book`]: the reservation book (per agent intervals and day counts);
 //! - [`attempt`]: one attempt at answering a request, through its phases;
 //! - [`record`]: what the journal stores;
@@ -26,6 +28,7 @@ pub mod durable;
 pub mod idempotency;
 pub mod ids;
 pub mod io;
+pub mod prehashed_map;
 pub mod queue;
 pub mod record;
 pub mod render;
