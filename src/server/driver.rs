@@ -8,13 +8,19 @@
 //! oneshot channels. Nothing inside the loop waits on the outside world, so
 //! a deadline fires on time however slow a dependency is.
 //!
+//! Services that answer without waiting (the embedded ones without
+//! latency) are not given a task per call: their calls are answered
+//! inline, as the next inputs, before the driver waits again — a stream
+//! page by page, so that a `CancelCall` still stops it once the core has
+//! its batch. The core sees the same inputs either way.
+//!
 //! Handlers reach the driver through two bounded channels: submits (a full
 //! one is answered 503 overloaded by the handler) and control (cancels,
 //! reads, client-gone notices, drain).
 
 use crate::core::{
-    Assignment, AssignmentId, CallId, Dispatcher, Input, Output, RawRequest, Record, Response,
-    Stats, Ticket, Timestamp,
+    Assignment, AssignmentId, CallId, DependencyError, Dispatcher, Input, Output, RawRequest,
+    Record, Response, Slot, Stats, Ticket, Timestamp,
 };
 use crate::server::clock::Clock;
 use crate::server::journal::{EventQueue, Journal, JournalEvent};
@@ -22,7 +28,7 @@ use crate::server::metrics::Metrics;
 use crate::server::services::{AvailabilityQuery, RulesQuery, Services, SlotSink};
 use crate::server::state::ServerState;
 use crate::server::trace::TraceRecorder;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -95,8 +101,11 @@ pub struct Driver {
     results: mpsc::Receiver<Input>,
     /// Tickets waiting for their answer.
     waiting: BTreeMap<Ticket, oneshot::Sender<Answer>>,
-    /// Dependency calls running, to abort on `CancelCall`.
-    calls: BTreeMap<CallId, AbortHandle>,
+    /// Dependency calls running, to stop on `CancelCall`.
+    calls: BTreeMap<CallId, Running>,
+    /// The next steps of inline calls, taken before the driver waits again.
+    /// Bounded by the calls the core runs at once.
+    inline: VecDeque<InlineStep>,
     /// Journal seqs of cancel records not yet settled (for the metric).
     cancel_writes: BTreeSet<u64>,
     /// Outputs of the last input, not yet executed.
@@ -119,6 +128,7 @@ impl Driver {
             results,
             waiting: BTreeMap::new(),
             calls: BTreeMap::new(),
+            inline: VecDeque::new(),
             cancel_writes: BTreeSet::new(),
             outputs: Vec::new(),
             control_open: true,
@@ -160,7 +170,9 @@ impl Driver {
             }
         }
         for (_, call) in std::mem::take(&mut self.calls) {
-            call.abort();
+            if let Running::Task(task) = call {
+                task.abort();
+            }
         }
         if let Some(recorder) = &mut self.parts.recorder {
             if let Err(e) = recorder.flush() {
@@ -193,9 +205,17 @@ impl Driver {
         }
     }
 
+    /// Executes the outputs waiting, then feeds the inline calls' answers
+    /// one by one (with the outputs each of them brings) until none is left.
     fn execute_outputs(&mut self) {
-        for output in std::mem::take(&mut self.outputs) {
-            self.execute(output);
+        loop {
+            for output in std::mem::take(&mut self.outputs) {
+                self.execute(output);
+            }
+            let Some(input) = self.next_inline_answer() else {
+                return;
+            };
+            self.handle(input);
         }
     }
 
@@ -339,7 +359,8 @@ impl Driver {
                 deadline,
             }),
             Output::CancelCall { call, .. } => {
-                if let Some(task) = self.calls.remove(&call) {
+                // An inline call's queued step finds it gone and is dropped.
+                if let Some(Running::Task(task)) = self.calls.remove(&call) {
                     task.abort();
                 }
             }
@@ -367,8 +388,17 @@ impl Driver {
     /// itself once no request waits for it.
     fn start_stream(&mut self, query: AvailabilityQuery) {
         let service = self.parts.services.availability.clone();
-        let to_driver = self.results_tx.clone();
         let chunk = self.parts.stream_chunk;
+        if let Some(page) = service.page_now(&query, query.after.as_ref(), chunk) {
+            self.calls.insert(query.call, Running::Inline);
+            self.inline.push_back(InlineStep::Stream {
+                query,
+                sent: 0,
+                page: Some(page),
+            });
+            return;
+        }
+        let to_driver = self.results_tx.clone();
         let call = query.call;
         let task = tokio::spawn(async move {
             let mut sink = SlotSink::new(call, to_driver.clone(), chunk);
@@ -384,18 +414,124 @@ impl Driver {
             };
             let _ = to_driver.send(ended).await;
         });
-        self.calls.insert(call, task.abort_handle());
+        self.calls.insert(call, Running::Task(task.abort_handle()));
     }
 
     fn start_rules(&mut self, query: RulesQuery) {
         let service = self.parts.services.rules.clone();
+        if let Some(result) = service.check_now(&query) {
+            self.calls.insert(query.call, Running::Inline);
+            let call = query.call;
+            self.inline.push_back(InlineStep::Verdicts { call, result });
+            return;
+        }
         let to_driver = self.results_tx.clone();
         let call = query.call;
         let task = tokio::spawn(async move {
             let result = service.check(query).await;
             let _ = to_driver.send(Input::RuleVerdicts { call, result }).await;
         });
-        self.calls.insert(call, task.abort_handle());
+        self.calls.insert(call, Running::Task(task.abort_handle()));
+    }
+
+    /// The next answer of a live inline call, reading the next page of a
+    /// stream when that is its step.
+    fn next_inline_answer(&mut self) -> Option<Input> {
+        while let Some(step) = self.inline.pop_front() {
+            let call = step.call();
+            if !self.calls.contains_key(&call) {
+                continue; // cancelled
+            }
+            let answer = match step {
+                InlineStep::Verdicts { call, result } => Input::RuleVerdicts { call, result },
+                InlineStep::Stream { query, sent, page } => self.stream_page(query, sent, page),
+            };
+            if matches!(
+                answer,
+                Input::StreamEnded { .. } | Input::RuleVerdicts { .. }
+            ) {
+                self.calls.remove(&call);
+            }
+            return Some(answer);
+        }
+        None
+    }
+
+    /// One page of an inline stream as `SlotsStreamed` (queueing the step
+    /// after it), or its end.
+    fn stream_page(
+        &mut self,
+        mut query: AvailabilityQuery,
+        sent: u32,
+        page: Option<Vec<Slot>>,
+    ) -> Input {
+        let call = query.call;
+        let chunk = self.parts.stream_chunk;
+        let page = page.or_else(|| {
+            self.parts
+                .services
+                .availability
+                .page_now(&query, query.after.as_ref(), chunk)
+        });
+        let slots = match page {
+            Some(slots) if !slots.is_empty() => slots,
+            ended => {
+                // `None` here is a service that stopped answering at once.
+                let result = ended.map(|_| ()).ok_or(DependencyError::Unavailable);
+                return Input::StreamEnded {
+                    call,
+                    count: sent,
+                    result,
+                };
+            }
+        };
+        let count = sent + slots.len() as u32;
+        // A short page is the last: the end follows without another read.
+        let next = (slots.len() < chunk).then(Vec::new);
+        query.after = slots.last().cloned();
+        self.inline.push_back(InlineStep::Stream {
+            query,
+            sent: count,
+            page: next,
+        });
+        Input::SlotsStreamed {
+            call,
+            first_index: sent,
+            slots,
+        }
+    }
+}
+
+/// How a dependency call runs.
+enum Running {
+    /// In a task of its own, aborted on `CancelCall`.
+    Task(AbortHandle),
+    /// Inline: its next step waits in the driver's queue.
+    Inline,
+}
+
+/// What an inline call does next.
+enum InlineStep {
+    /// Give the core these verdicts.
+    Verdicts {
+        call: CallId,
+        result: Result<Vec<bool>, DependencyError>,
+    },
+    /// Stream slots after `query.after`: `page` if already read (empty at
+    /// the end), else the next page read now.
+    Stream {
+        query: AvailabilityQuery,
+        sent: u32,
+        page: Option<Vec<Slot>>,
+    },
+}
+
+impl InlineStep {
+    fn call(&self) -> CallId {
+        match self {
+            InlineStep::Verdicts { call, .. } => *call,
+            InlineStep::Stream { query, .. } => query.call,
+        }
     }
 }
 
@@ -450,6 +586,11 @@ mod tests {
 
     impl Rig {
         fn start() -> Rig {
+            Rig::with_latency(Duration::ZERO)
+        }
+
+        /// A rig whose embedded services take `latency` (zero: inline calls).
+        fn with_latency(latency: Duration) -> Rig {
             let clock = Clock::start();
             let metrics = Arc::new(Metrics::new(1));
             let state = Arc::new(ServerState::default());
@@ -460,9 +601,9 @@ mod tests {
                     roster: Arc::new(Roster::demo()),
                     availability: AvailabilityConfig { slot_step_min: 15 },
                     rules: RulesConfig::default(),
-                    availability_latency: Duration::ZERO,
+                    availability_latency: latency,
                     slot_interval: Duration::ZERO,
-                    rules_latency: Duration::ZERO,
+                    rules_latency: latency,
                 },
                 clock,
                 metrics.clone(),
@@ -501,18 +642,50 @@ mod tests {
 
         /// A request for two days from now, 09:00-12:00 UTC.
         fn body(&self, customer: &str) -> RawRequest {
+            self.body_between(customer, 9, 12)
+        }
+
+        /// A request for two days from now, between the given UTC hours.
+        fn body_between(&self, customer: &str, from_h: u64, to_h: u64) -> RawRequest {
             let day = self.clock.now().as_millis() / MS_PER_DAY + 2;
             let at = |h: u64| Timestamp(day * MS_PER_DAY + h * MS_PER_HOUR).to_rfc3339();
             RawRequest {
                 customer_id: Some(customer.into()),
                 zipcode: Some("94107".into()),
                 window: Some(RawWindow {
-                    start: Some(at(9)),
-                    end: Some(at(12)),
+                    start: Some(at(from_h)),
+                    end: Some(at(to_h)),
                 }),
                 duration_minutes: Some(30),
                 ..RawRequest::default()
             }
+        }
+
+        /// Submits `body`, acknowledges its journal write and returns the
+        /// booking.
+        async fn book(&mut self, body: RawRequest) -> Assignment {
+            let seen = self.calls.lock().unwrap().len();
+            let answer = self.submit(body).await;
+            let Call::Append(seq, _) = self.calls(seen + 1).await[seen].clone() else {
+                panic!("a booking write")
+            };
+            self.events.push(JournalEvent::Persisted { upto: seq });
+            match answer.await.unwrap().response {
+                Response::Assigned(a) => a,
+                other => panic!("{other:?}"),
+            }
+        }
+
+        /// How many calls (or inline pages) of `dependency` were timed.
+        fn timed_calls(&self, dependency: &str) -> u64 {
+            let metrics = self.metrics.encode(false);
+            let line = format!(
+                "tour_dispatcher_dependency_call_duration_seconds_count{{dependency=\"{dependency}\"}} "
+            );
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .map_or(0, |n| n.parse().unwrap())
         }
 
         async fn submit(&mut self, body: RawRequest) -> oneshot::Receiver<Answer> {
@@ -615,6 +788,58 @@ mod tests {
             .await
             .expect("an idle driver stops once drained")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn inline_calls_choose_as_the_tasks_do() {
+        let mut inline = Rig::start();
+        let mut tasks = Rig::with_latency(Duration::from_millis(1));
+        for customer in ["a", "b", "c", "d", "e", "f"] {
+            let by_inline = inline.book(inline.body(customer)).await;
+            let by_task = tasks.book(tasks.body(customer)).await;
+            assert_eq!(
+                (&by_inline.agent_id, by_inline.start),
+                (&by_task.agent_id, by_task.start)
+            );
+        }
+        assert!(inline.timed_calls("rules") >= 6);
+        assert_eq!(tasks.timed_calls("rules"), 6);
+    }
+
+    #[tokio::test]
+    async fn an_inline_stream_stops_once_the_core_has_its_batch() {
+        let mut rig = Rig::start();
+        // 10 hours: 38 start times of 30-minute tours on a 15-minute grid,
+        // for the zipcode's agents on duty; read 8 slots a page.
+        let body = rig.body_between("a", 8, 18);
+        let every_slot = {
+            let at = |h: u64| {
+                let day = rig.clock.now().as_millis() / MS_PER_DAY + 2;
+                Timestamp(day * MS_PER_DAY + h * MS_PER_HOUR)
+            };
+            crate::embedded::slots(
+                &Roster::demo(),
+                &AvailabilityConfig { slot_step_min: 15 },
+                "94107",
+                crate::core::Window::new(at(8), at(18)),
+                30,
+                None,
+            )
+            .count()
+        };
+        let booked = rig.book(body).await;
+        assert_eq!(booked.zipcode, "94107");
+        let pages = rig.timed_calls("availability");
+        // 64 candidates and the next start time: 9 pages of 8 at most.
+        assert!(
+            every_slot.div_ceil(8) > 9,
+            "{every_slot} slots in the window"
+        );
+        assert!(
+            (1..=9).contains(&pages),
+            "{pages} pages read of the {} the stream had",
+            every_slot.div_ceil(8)
+        );
     }
 
     #[tokio::test]

@@ -55,11 +55,34 @@ pub trait AvailabilityService: Send + Sync + 'static {
         query: AvailabilityQuery,
         sink: &'a mut SlotSink,
     ) -> BoxFuture<'a, Result<(), DependencyError>>;
+
+    /// Up to `max` slots of `query`'s stream strictly after `after`, read
+    /// at once; fewer than `max` means the stream ends there.
+    ///
+    /// `Some` only from a service that answers without waiting (the
+    /// embedded one without latency): the driver then reads its streams
+    /// inline, a page at a time until the core has enough, instead of
+    /// running a task per call. A service answers `Some` to every call or
+    /// to none.
+    fn page_now(
+        &self,
+        _query: &AvailabilityQuery,
+        _after: Option<&Slot>,
+        _max: usize,
+    ) -> Option<Vec<Slot>> {
+        None
+    }
 }
 
 /// One verdict per candidate, in order.
 pub trait RulesService: Send + Sync + 'static {
     fn check(&self, query: RulesQuery) -> BoxFuture<'_, Result<Vec<bool>, DependencyError>>;
+
+    /// The verdicts at once, from a service that answers without waiting
+    /// (as [`AvailabilityService::page_now`]).
+    fn check_now(&self, _query: &RulesQuery) -> Option<Result<Vec<bool>, DependencyError>> {
+        None
+    }
 }
 
 /// Where a stream puts its slots: they reach the driver as
@@ -135,14 +158,7 @@ impl AvailabilityService for EmbeddedAvailability {
         sink: &'a mut SlotSink,
     ) -> BoxFuture<'a, Result<(), DependencyError>> {
         Box::pin(async move {
-            let slots = embedded::slots(
-                &self.roster,
-                &self.config,
-                &query.zipcode,
-                query.window,
-                query.duration_min,
-                query.after.as_ref(),
-            );
+            let slots = self.slots(&query, query.after.as_ref());
             pause(self.latency).await;
             for (i, slot) in slots.enumerate() {
                 if i > 0 && !self.slot_interval.is_zero() {
@@ -153,6 +169,29 @@ impl AvailabilityService for EmbeddedAvailability {
             }
             sink.flush().await
         })
+    }
+
+    fn page_now(
+        &self,
+        query: &AvailabilityQuery,
+        after: Option<&Slot>,
+        max: usize,
+    ) -> Option<Vec<Slot>> {
+        let waits = !self.latency.is_zero() || !self.slot_interval.is_zero();
+        (!waits).then(|| self.slots(query, after).take(max).collect())
+    }
+}
+
+impl EmbeddedAvailability {
+    fn slots<'a>(&'a self, query: &AvailabilityQuery, after: Option<&Slot>) -> embedded::Slots<'a> {
+        embedded::slots(
+            &self.roster,
+            &self.config,
+            &query.zipcode,
+            query.window,
+            query.duration_min,
+            after,
+        )
     }
 }
 
@@ -169,14 +208,24 @@ impl RulesService for EmbeddedRules {
     fn check(&self, query: RulesQuery) -> BoxFuture<'_, Result<Vec<bool>, DependencyError>> {
         Box::pin(async move {
             pause(self.latency).await;
-            Ok(embedded::evaluate(
-                &self.roster,
-                &self.config,
-                self.clock.now(),
-                &query.request,
-                &query.candidates,
-            ))
+            Ok(self.evaluate(&query))
         })
+    }
+
+    fn check_now(&self, query: &RulesQuery) -> Option<Result<Vec<bool>, DependencyError>> {
+        self.latency.is_zero().then(|| Ok(self.evaluate(query)))
+    }
+}
+
+impl EmbeddedRules {
+    fn evaluate(&self, query: &RulesQuery) -> Vec<bool> {
+        embedded::evaluate(
+            &self.roster,
+            &self.config,
+            self.clock.now(),
+            &query.request,
+            &query.candidates,
+        )
     }
 }
 
@@ -210,6 +259,17 @@ impl<S: AvailabilityService> AvailabilityService for Traced<S> {
             .instrument(span),
         )
     }
+
+    fn page_now(
+        &self,
+        query: &AvailabilityQuery,
+        after: Option<&Slot>,
+        max: usize,
+    ) -> Option<Vec<Slot>> {
+        let page = self.0.page_now(query, after, max)?;
+        tracing::debug!(call = query.call.0, zipcode = %query.zipcode, slots = page.len(), "page read");
+        Some(page)
+    }
 }
 
 impl<S: RulesService> RulesService for Traced<S> {
@@ -232,6 +292,17 @@ impl<S: RulesService> RulesService for Traced<S> {
             }
             .instrument(span),
         )
+    }
+
+    fn check_now(&self, query: &RulesQuery) -> Option<Result<Vec<bool>, DependencyError>> {
+        let result = self.0.check_now(query)?;
+        tracing::debug!(
+            call = query.call.0,
+            candidates = query.candidates.len(),
+            ok = result.is_ok(),
+            "verdicts"
+        );
+        Some(result)
     }
 }
 
@@ -281,6 +352,19 @@ async fn measured<T>(
     result
 }
 
+/// An inline call, timed if it answered (each page of an inline stream
+/// counts as a call of its own).
+fn measured_now<T>(
+    metrics: &Metrics,
+    dependency: Dependency,
+    call: impl FnOnce() -> Option<T>,
+) -> Option<T> {
+    let mut guard = InFlight::start(metrics, dependency);
+    let result = call();
+    guard.finished = result.is_some();
+    result
+}
+
 impl<S: AvailabilityService> AvailabilityService for Metered<S> {
     fn stream<'a>(
         &'a self,
@@ -293,6 +377,17 @@ impl<S: AvailabilityService> AvailabilityService for Metered<S> {
             self.inner.stream(query, sink),
         ))
     }
+
+    fn page_now(
+        &self,
+        query: &AvailabilityQuery,
+        after: Option<&Slot>,
+        max: usize,
+    ) -> Option<Vec<Slot>> {
+        measured_now(&self.metrics, Dependency::Availability, || {
+            self.inner.page_now(query, after, max)
+        })
+    }
 }
 
 impl<S: RulesService> RulesService for Metered<S> {
@@ -302,6 +397,12 @@ impl<S: RulesService> RulesService for Metered<S> {
             Dependency::Rules,
             self.inner.check(query),
         ))
+    }
+
+    fn check_now(&self, query: &RulesQuery) -> Option<Result<Vec<bool>, DependencyError>> {
+        measured_now(&self.metrics, Dependency::Rules, || {
+            self.inner.check_now(query)
+        })
     }
 }
 
