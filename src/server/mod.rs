@@ -54,7 +54,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -189,9 +189,8 @@ pub async fn start_with(
     };
     let (driver, handle) = Driver::new(core, parts);
 
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| StartError::Bind {
+    let listener =
+        listen(settings.listen, settings.listen_backlog).map_err(|source| StartError::Bind {
             addr: settings.listen,
             source,
         })?;
@@ -224,6 +223,20 @@ pub async fn start_with(
     state.set_ready();
     tracing::info!(%addr, ephemeral = settings.ephemeral, "listening on http://{addr}");
     Ok(ServerHandle { addr, stop, done })
+}
+
+/// A listener on `addr` whose kernel backlog holds `backlog` connections
+/// (tokio's own `bind` asks for 128).
+fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std's listeners do: a restart may bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 fn load_roster(settings: &Settings) -> Result<Roster, StartError> {

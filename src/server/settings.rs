@@ -172,6 +172,14 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
+    /// Connections the kernel holds for the server before it accepts them
+    /// (capped by the kernel's `net.core.somaxconn`). A burst of new
+    /// connections larger than this loses SYNs, and those clients wait a
+    /// second for their retransmission.
+    #[arg(long, env = "TOUR_LISTEN_BACKLOG", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    pub listen_backlog: u32,
+
     /// How long a client may take to send a request's headers (and its body).
     #[arg(long, env = "TOUR_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
