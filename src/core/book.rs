@@ -15,10 +15,9 @@
 use crate::core::ids::AssignmentId;
 use crate::core::time::{Timestamp, Window, MS_PER_DAY};
 use compact_str::CompactString;
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
-use siphasher::sip::SipHasher13;
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
 /// A start time offered for one agent.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -76,9 +75,10 @@ impl AgentBook {
 /// Every agent's booked intervals.
 #[derive(Debug, Clone)]
 pub struct Book {
-    /// Hashed with constant-key SipHash: a lookup per streamed slot must
-    /// be cheap, and the order is never iterated into an output.
-    agents: HashMap<CompactString, AgentBook, BuildHasherDefault<SipHasher13>>,
+    /// Hashed with FxHash: a lookup per streamed slot must be cheap; agent
+    /// ids come from the roster, not from clients, and the order is never
+    /// iterated into an output.
+    agents: HashMap<CompactString, AgentBook, FxBuildHasher>,
     buffer_ms: u64,
     len: usize,
 }

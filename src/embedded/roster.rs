@@ -31,8 +31,9 @@
 
 use crate::core::request::{is_id, is_language, is_zipcode};
 use compact_str::{format_compact, CompactString};
+use rustc_hash::FxBuildHasher;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 const MINUTES_PER_DAY: u32 = 24 * 60;
 
@@ -112,6 +113,8 @@ pub struct Roster {
     agents: Vec<Agent>,
     /// zipcode -> indices into `agents`, ascending (so in id order), unique.
     by_zipcode: BTreeMap<CompactString, Vec<usize>>,
+    /// id -> index into `agents`: the rules look up every candidate.
+    by_id: HashMap<CompactString, usize, FxBuildHasher>,
 }
 
 #[derive(Deserialize)]
@@ -176,7 +179,16 @@ impl Roster {
                 }
             }
         }
-        Ok(Roster { agents, by_zipcode })
+        let by_id = agents
+            .iter()
+            .enumerate()
+            .map(|(i, agent)| (agent.id.clone(), i))
+            .collect();
+        Ok(Roster {
+            agents,
+            by_zipcode,
+            by_id,
+        })
     }
 
     /// The built-in demo roster (see the module documentation).
@@ -210,10 +222,7 @@ impl Roster {
     }
 
     pub fn agent(&self, id: &str) -> Option<&Agent> {
-        self.agents
-            .binary_search_by(|a| a.id.as_str().cmp(id))
-            .ok()
-            .map(|i| &self.agents[i])
+        self.by_id.get(id).map(|&i| &self.agents[i])
     }
 
     /// The agents covering `zipcode`, sorted by id.
