@@ -87,7 +87,7 @@ fn bad_settings_exit_non_zero_before_listening() {
         (vec!["--shards", "0"], vec![], "--shards"),
         (vec!["--slot-step-min", "7"], vec![], "--slot-step-min"),
         (vec!["--log-format", "xml"], vec![], "--log-format"),
-                (vec!["--max-timeout-ms", "0"], vec![], "--max-timeout-ms"),
+        (vec!["--max-timeout-ms", "0"], vec![], "--max-timeout-ms"),
         (vec!["--listen-backlog", "0"], vec![], "--listen-backlog"),
         (vec!["--no-such-flag"], vec![], "--no-such-flag"),
         (
