@@ -154,6 +154,9 @@ impl Fetch {
         }
         let skip = (self.next_index - first_index) as usize;
         let mut counts = TakeCounts::default();
+        self.batch
+            .candidates
+            .reserve(slots.len().saturating_sub(skip));
         for slot in slots.into_iter().skip(skip) {
             self.next_index += 1;
             if self.batch_is_full_before(&slot, rules.max_candidates) {

@@ -597,20 +597,30 @@ impl Dispatcher {
             .zip(&allowed)
             .filter_map(|(c, &ok)| ok.then_some(c))
             .collect();
-        choices.sort_by(|x, y| {
+        let preference = |x: &&Candidate, y: &&Candidate| {
             (x.slot.start, x.tours_that_day, &x.slot.agent).cmp(&(
                 y.slot.start,
                 y.tours_that_day,
                 &y.slot.agent,
             ))
-        });
+        };
+        // The first choice is nearly always bookable: bring it to the front
+        // and sort the others only if it is not.
+        if let Some(best) = (0..choices.len()).min_by(|&a, &b| preference(&choices[a], &choices[b]))
+        {
+            choices.swap(0, best);
+        }
         let duration = self
             .attempt(id)
             .request
             .as_ref()
             .map_or(0, |r| r.duration_ms());
         let mut stale = false;
-        for c in choices {
+        for k in 0..choices.len() {
+            if k == 1 {
+                choices[1..].sort_by(preference);
+            }
+            let c = choices[k];
             let interval = Window::new(c.slot.start, c.slot.start.plus_ms(duration));
             if self.book.tours_on(&c.slot.agent, c.slot.start.utc_day()) != c.tours_that_day {
                 self.stats.stale_verdicts += 1;
