@@ -14,18 +14,24 @@ use tour_dispatcher::core::Dispatcher;
 fn dispatches(c: &mut Criterion) {
     let mut group = c.benchmark_group("dispatch");
     group.throughput(Throughput::Elements(1));
-    for key in [false, true] {
-        let name = if key { "with_key" } else { "without_key" };
+    let cases = [
+        ("without_key", false, NARROW),
+        ("with_key", true, NARROW),
+        ("with_key_55_slots", true, WIDE),
+    ];
+    for (name, key, shape) in cases {
         group.bench_function(name, |b| {
             let mut d = Dispatcher::new(config()).unwrap();
             let mut n = 0u64;
-            // The body arrives parsed, as from the server: making it is not measured.
+                        // The body arrives parsed, as from the server, and the slots as
+            // from a stream: making them is not measured.
             b.iter_batched(
                 || {
                     n += 1;
-                    (n, request(n), key.then(|| format!("key-{n}")))
+                                        let key = key.then(|| format!("key-{n}"));
+                    (n, request(n), key, stream(n, shape))
                 },
-                |(n, body, k)| black_box(dispatch_body(&mut d, n, body, k)),
+                |(n, body, k, slots)| black_box(dispatch_body(&mut d, n, body, k, slots)),
                 BatchSize::SmallInput,
             )
         });

@@ -22,10 +22,7 @@ pub fn config() -> Config {
 /// The `n`-th distinct request: spread over zipcodes and days so that most
 /// requests book a free slot.
 pub fn request(n: u64) -> RawRequest {
-    // Each (zipcode, day, quarter hour) is asked for once per 384M requests.
-    let round = n / 40_000;
-    let day = 1 + round % 300;
-    let start = T0 + day * DAY + 9 * 60 * MIN + (round / 300 % 32) * 15 * MIN;
+    let start = window_start(n);
     let fmt = |ms: u64| Timestamp(ms).to_rfc3339();
     RawRequest {
         customer_id: Some(format!("cust-{n}")),
@@ -40,21 +37,66 @@ pub fn request(n: u64) -> RawRequest {
     }
 }
 
-/// Runs one request life to its answer, serving every output at once:
-/// one slot per agent-hour, every candidate allowed, every write durable.
-/// Returns the HTTP status of the answer.
-pub fn dispatch(d: &mut Dispatcher, n: u64, key: bool) -> u16 {
-    let idempotency_key = key.then(|| format!("key-{n}"));
-    dispatch_body(d, n, request(n), idempotency_key)
+/// Where the window of request `n` starts: each (zipcode, day, quarter
+/// hour) is asked for once per 384M requests.
+fn window_start(n: u64) -> u64 {
+    let round = n / 40_000;
+    let day = 1 + round % 300;
+    T0 + day * DAY + 9 * 60 * MIN + (round / 300 % 32) * 15 * MIN
 }
 
-/// [`dispatch`] with the request body and key made beforehand (so a
-/// benchmark can leave their making out of the measurement).
+/// The slots the stream of request `n` offers: made beforehand, so that a
+/// benchmark measures the core rather than their making.
+pub fn stream(n: u64, shape: Shape) -> Vec<Slot> {
+    let start = Timestamp(window_start(n));
+    (0..shape.starts)
+        .flat_map(|s| {
+            (0..shape.agents).map(move |a| Slot {
+                start: start.plus_ms(s * 15 * MIN),
+                agent: format!("ag-{}-{a}", n % 40_000).into(),
+            })
+        })
+        .collect()
+}
+
+/// The slots a stream offers: `agents` agents at each of `starts` start
+/// times 15 minutes apart, from the window's start.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub starts: u64,
+    pub agents: u64,
+}
+
+/// Four agents at one start time.
+pub const NARROW: Shape = Shape {
+    starts: 1,
+    agents: 4,
+};
+
+/// The HTTP benchmark's streams: a three-hour window of 30-minute tours on
+/// a 15-minute grid (11 start times), five agents: 55 slots.
+pub const WIDE: Shape = Shape {
+    starts: 11,
+    agents: 5,
+};
+
+/// Runs one request life to its answer, serving every output at once:
+/// [`NARROW`] streams, every candidate allowed, every write durable.
+/// Returns the HTTP status of the answer.
+pub fn dispatch(d: &mut Dispatcher, n: u64, key: bool) -> u16 {
+        let idempotency_key = key.then(|| format!("key-{n}"));
+    dispatch_body(d, n, request(n), idempotency_key, stream(n, NARROW))
+}
+
+/// [`dispatch`] with the request body, key and stream made beforehand (so
+/// a benchmark can leave their making out of the measurement). The first
+/// fetch gets `slots`, a later one none.
 pub fn dispatch_body(
     d: &mut Dispatcher,
     n: u64,
     body: RawRequest,
-    idempotency_key: Option<String>,
+        idempotency_key: Option<String>,
+    mut slots: Vec<Slot>,
 ) -> u16 {
     let now = Timestamp(T0 + n / 100);
     let ticket = Ticket(n);
@@ -70,14 +112,9 @@ pub fn dispatch_body(
     let mut status = 0;
     while let Some(out) = d.poll_output() {
         let input = match out {
-            Output::FetchAvailability { call, window, .. } => {
-                // Four agents at the window's first start.
-                let slots: Vec<Slot> = (0..4)
-                    .map(|a| Slot {
-                        start: window.start,
-                        agent: format!("ag-{}-{a}", n % 40_000).into(),
-                    })
-                    .collect();
+                        Output::FetchAvailability { call, .. } => {
+                let slots = std::mem::take(&mut slots);
+                let count = slots.len() as u32;
                 d.handle(
                     now,
                     Input::SlotsStreamed {
@@ -88,7 +125,7 @@ pub fn dispatch_body(
                 );
                 Input::StreamEnded {
                     call,
-                    count: 4,
+                    count,
                     result: Ok(()),
                 }
             }
