@@ -11,7 +11,11 @@
 #     --shard-concurrency 1 and 8;
 #  4. overload: twice the durable server's peak, open loop, with its resident
 #     memory sampled every second; and the same server unloaded (a tenth of
-#     its peak) for the p99 to compare with.
+#     its peak) for the p99 to compare with;
+#  5. overload of the dependencies: the slow dependencies of step 3 at
+#     --shard-concurrency 8, unloaded (a tenth of step 3's throughput) and at
+#     twice it, with the default queues and with --queue-capacity 8
+#     --enqueue-timeout-ms 0.
 #
 # Request bodies vary (benches/http.lua, benches/load.rs): zipcodes of the
 # demo roster's three regions, days 1-300 ahead, a unique Idempotency-Key
@@ -142,6 +146,25 @@ for run in $(seq "$RUNS"); do
     start durable
     record overload durable "$run" $((capacity * 2)) \
         "$(load_run $((capacity * 2)) $((DURATION * 2)) "o$run" --pid "$PID" --connections 1024)"
+    stop
+done
+
+echo "5. overload of the dependencies" >&2
+SLOW=(--availability-latency-ms 5 --rules-latency-ms 1 --shard-concurrency 8)
+TIGHT=(--queue-capacity 8 --enqueue-timeout-ms 0)
+capacity=$(python3 benches/http_report.py "$RAW" slow-capacity 8)
+for run in $(seq "$RUNS"); do
+    start durable "${SLOW[@]}"
+    record dep-unloaded "default queues" "$run" $((capacity / 10)) \
+        "$(load_run $((capacity / 10)) "$DURATION" "du$run")"
+    stop
+    start durable "${SLOW[@]}"
+    record dep-overload "default queues" "$run" $((capacity * 2)) \
+        "$(load_run $((capacity * 2)) "$DURATION" "do$run" --pid "$PID" --connections 1024)"
+    stop
+    start durable "${SLOW[@]}" "${TIGHT[@]}"
+    record dep-overload "queue 8, no wait" "$run" $((capacity * 2)) \
+        "$(load_run $((capacity * 2)) "$DURATION" "dt$run" --pid "$PID" --connections 1024)"
     stop
 done
 

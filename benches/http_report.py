@@ -131,22 +131,24 @@ def slow_deps(lines):
     print()
 
 
-def overload(lines):
-    unloaded = select(lines, "unloaded")
-    over = select(lines, "overload")
+def overload(lines, unloaded_step="unloaded", overload_step="overload"):
+    unloaded = select(lines, unloaded_step)
+    over = select(lines, overload_step)
     if not over:
         return
-    ratios = []
-    for o in over:
-        u = [l for l in unloaded if l["run"] == o["run"]]
-        if u and u[0]["result"]["accepted"]["p99_ms"] > 0:
-            ratios.append(o["result"]["accepted"]["p99_ms"] / u[0]["result"]["accepted"]["p99_ms"])
-    print(f"accepted p99 under overload ÷ unloaded p99 (same run, median): {median(ratios):.2f}")
+    for target in sorted({o["target"] for o in over}):
+        ratios = []
+        for o in (o for o in over if o["target"] == target):
+            u = [l for l in unloaded if l["run"] == o["run"]]
+            if u and u[0]["result"]["accepted"]["p99_ms"] > 0:
+                ratios.append(o["result"]["accepted"]["p99_ms"] / u[0]["result"]["accepted"]["p99_ms"])
+        if ratios:
+            print(f"{target}: accepted p99 under overload ÷ unloaded p99 (same run, median): {median(ratios):.2f}")
     for o in over:
         rss = o["result"]["rss_kb"]
         if rss:
             print(
-                f"run {o['run']}: resident memory (MiB) first {rss[0] / 1024:.1f}, "
+                f"{o['target']} run {o['run']}: resident memory (MiB) first {rss[0] / 1024:.1f}, "
                 f"max {max(rss) / 1024:.1f}, last {rss[-1] / 1024:.1f} over {len(rss)} samples"
             )
     print()
@@ -163,12 +165,18 @@ def tables(lines):
     open_loop(lines, "unloaded", "unloaded: a tenth of the peak")
     open_loop(lines, "overload", "overload: twice the peak")
     overload(lines)
+    print("### Overload of the dependencies (durable, slow dependencies, --shard-concurrency 8, open loop)\n")
+    open_loop(lines, "dep-unloaded", "unloaded: a tenth of the capacity")
+    open_loop(lines, "dep-overload", "overload: twice the capacity")
+    overload(lines, "dep-unloaded", "dep-overload")
 
 
 def main():
     lines = load(sys.argv[1])
     if sys.argv[2] == "peak":
         print(int(peak(lines, sys.argv[3])))
+    elif sys.argv[2] == "slow-capacity":
+        print(int(median([l["result"]["rps"] for l in select(lines, "slow-deps", param=int(sys.argv[3]))])))
     else:
         tables(lines)
 
