@@ -23,12 +23,12 @@ fn dispatches(c: &mut Criterion) {
         group.bench_function(name, |b| {
             let mut d = Dispatcher::new(config()).unwrap();
             let mut n = 0u64;
-                        // The body arrives parsed, as from the server, and the slots as
+            // The body arrives parsed, as from the server, and the slots as
             // from a stream: making them is not measured.
             b.iter_batched(
                 || {
                     n += 1;
-                                        let key = key.then(|| format!("key-{n}"));
+                    let key = key.then(|| format!("key-{n}"));
                     (n, request(n), key, stream(n, shape))
                 },
                 |(n, body, k, slots)| black_box(dispatch_body(&mut d, n, body, k, slots)),

@@ -84,7 +84,7 @@ pub const WIDE: Shape = Shape {
 /// [`NARROW`] streams, every candidate allowed, every write durable.
 /// Returns the HTTP status of the answer.
 pub fn dispatch(d: &mut Dispatcher, n: u64, key: bool) -> u16 {
-        let idempotency_key = key.then(|| format!("key-{n}"));
+    let idempotency_key = key.then(|| format!("key-{n}"));
     dispatch_body(d, n, request(n), idempotency_key, stream(n, NARROW))
 }
 
@@ -95,7 +95,7 @@ pub fn dispatch_body(
     d: &mut Dispatcher,
     n: u64,
     body: RawRequest,
-        idempotency_key: Option<String>,
+    idempotency_key: Option<String>,
     mut slots: Vec<Slot>,
 ) -> u16 {
     let now = Timestamp(T0 + n / 100);
@@ -112,7 +112,7 @@ pub fn dispatch_body(
     let mut status = 0;
     while let Some(out) = d.poll_output() {
         let input = match out {
-                        Output::FetchAvailability { call, .. } => {
+            Output::FetchAvailability { call, .. } => {
                 let slots = std::mem::take(&mut slots);
                 let count = slots.len() as u32;
                 d.handle(
