@@ -90,7 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "core restore: {} assignments in {restored:.2?}",
         core.assignments().len()
     );
-        println!("recovery total: {:.2?}", read + restored);
+    println!("recovery total: {:.2?}", read + restored);
     if let Some(kib) = resident_kib() {
         // Includes what the allocator kept of the freed recovery buffers.
         println!(
