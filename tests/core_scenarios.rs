@@ -752,3 +752,56 @@ fn an_expired_deadline_on_arrival_answers_504_at_once() {
     let out = h.submit(10, 1, body(), None, 10);
     assert_eq!(status_of(&out, 1), Some(504));
 }
+
+#[test]
+fn after_a_stale_first_choice_the_rest_go_in_preference_order() {
+    let mut cfg = config();
+    cfg.shard_concurrency = 2;
+    let mut h = Harness::new(cfg);
+    // ag-2 already leads a tour that day; ag-3 none.
+    book(&mut h, 0, 1, None, "ag-2", NINE + 2 * HOUR);
+    let a = h.submit(100, 2, body(), None, 5_000);
+    let b = h.submit(100, 3, body(), None, 5_000);
+    let (ca, _) = fetch_call(&a).unwrap();
+    let (cb, _) = fetch_call(&b).unwrap();
+    let ra = rules_call(&stream_all(&mut h, 101, ca, vec![slot("ag-1", NINE)]))
+        .unwrap()
+        .0;
+    let (rb, candidates) = rules_call(&stream_all(
+        &mut h,
+        101,
+        cb,
+        vec![
+            slot("ag-1", NINE),
+            slot("ag-2", NINE + 15 * MIN),
+            slot("ag-3", NINE + 15 * MIN),
+        ],
+    ))
+    .unwrap();
+    let tours: Vec<u32> = candidates.iter().map(|c| c.tours_that_day).collect();
+    assert_eq!(tours, [0, 1, 0]);
+    // A takes ag-1 at 09:00: B's first choice is gone.
+    h.at(
+        102,
+        Input::RuleVerdicts {
+            call: ra,
+            result: Ok(vec![true]),
+        },
+    );
+    let out = h.at(
+        103,
+        Input::RuleVerdicts {
+            call: rb,
+            result: Ok(vec![true; 3]),
+        },
+    );
+    let (_, record) = persisted_seq(&out).expect("B books its next choice");
+    let Record::Booked { assignment, .. } = record else {
+        panic!("a booking")
+    };
+    assert_eq!(
+        (assignment.agent_id.as_str(), assignment.start),
+        ("ag-3", Timestamp(NINE + 15 * MIN)),
+        "same start: the agent with fewer tours that day first"
+    );
+}
