@@ -529,6 +529,49 @@ mod tests {
         assert!(text.contains(running), "{text}");
     }
 
+    #[test]
+    fn pages_read_at_once_are_the_stream_in_order() {
+        let metrics = Arc::new(Metrics::new(1));
+        let services = Services::embedded(demo_settings(0, 0), Clock::start(), metrics);
+        let q = query(6);
+        let expected: Vec<Slot> = embedded::slots(
+            &Roster::demo(),
+            &AvailabilityConfig { slot_step_min: 15 },
+            "94107",
+            q.window,
+            30,
+            None,
+        )
+        .collect();
+        let mut got: Vec<Slot> = Vec::new();
+        loop {
+            let page = services
+                .availability
+                .page_now(&q, got.last(), 7)
+                .expect("no latency: pages at once");
+            let last = page.len() < 7;
+            got.extend(page);
+            if last {
+                break;
+            }
+        }
+        assert!(expected.len() > 7 * 3, "several pages");
+        assert_eq!(got, expected);
+
+        let waiting = Services::embedded(
+            demo_settings(1, 0),
+            Clock::start(),
+            Arc::new(Metrics::new(1)),
+        );
+        assert!(waiting.availability.page_now(&q, None, 7).is_none());
+        let ticking = Services::embedded(
+            demo_settings(0, 1),
+            Clock::start(),
+            Arc::new(Metrics::new(1)),
+        );
+        assert!(ticking.availability.page_now(&q, None, 7).is_none());
+    }
+
     #[tokio::test]
     async fn latency_and_interval_are_applied() {
         let metrics = Arc::new(Metrics::new(1));
