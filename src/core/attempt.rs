@@ -154,9 +154,15 @@ impl Fetch {
         }
         let skip = (self.next_index - first_index) as usize;
         let mut counts = TakeCounts::default();
+        // Room for what this delivery can add, not for a whole stream
+        // delivered at once (a batch closes soon after `max_candidates`).
+        let room = rules
+            .max_candidates
+            .saturating_sub(self.batch.candidates.len())
+            + 1;
         self.batch
             .candidates
-            .reserve(slots.len().saturating_sub(skip));
+            .reserve(slots.len().saturating_sub(skip).min(room));
         for slot in slots.into_iter().skip(skip) {
             self.next_index += 1;
             if self.batch_is_full_before(&slot, rules.max_candidates) {
