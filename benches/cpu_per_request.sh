@@ -3,7 +3,8 @@
 # figures of BENCHMARKS.md): starts a fresh server, warms it for a second,
 # runs wrk for DURATION seconds and reads, over the middle of that run, the
 # server's CPU time (/proc/PID/stat), wrk's, and the machine's idle time
-# (/proc/stat). Linux only; loopback only.
+# (/proc/stat). Linux only; loopback only; needs wrk (benches/http.sh
+# installs it).
 #
 #   benches/cpu_per_request.sh ephemeral      # the server with --ephemeral
 #   benches/cpu_per_request.sh ceiling        # the bare hyper server
