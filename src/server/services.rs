@@ -492,20 +492,18 @@ mod tests {
         got
     }
 
+    /// The slots of `q` straight from the pure stream.
+    fn pure_slots(q: &AvailabilityQuery) -> Vec<Slot> {
+        let config = AvailabilityConfig { slot_step_min: 15 };
+        embedded::slots(&Roster::demo(), &config, &q.zipcode, q.window, 30, None).collect()
+    }
+
     #[tokio::test]
     async fn streams_the_pure_slots_in_numbered_chunks() {
         let metrics = Arc::new(Metrics::new(1));
         let services = Services::embedded(demo_settings(0, 0), Clock::start(), metrics.clone());
         let q = query(2);
-        let expected: Vec<Slot> = embedded::slots(
-            &Roster::demo(),
-            &AvailabilityConfig { slot_step_min: 15 },
-            "94107",
-            q.window,
-            30,
-            None,
-        )
-        .collect();
+        let expected = pure_slots(&q);
         assert!(!expected.is_empty());
         let batches = collect(&services, q, 3).await;
         let mut got = Vec::new();
@@ -534,15 +532,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new(1));
         let services = Services::embedded(demo_settings(0, 0), Clock::start(), metrics);
         let q = query(6);
-        let expected: Vec<Slot> = embedded::slots(
-            &Roster::demo(),
-            &AvailabilityConfig { slot_step_min: 15 },
-            "94107",
-            q.window,
-            30,
-            None,
-        )
-        .collect();
+        let expected = pure_slots(&q);
         let mut got: Vec<Slot> = Vec::new();
         loop {
             let page = services
