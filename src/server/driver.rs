@@ -23,7 +23,7 @@ use crate::core::{
     Record, Response, Slot, Stats, Ticket, Timestamp,
 };
 use crate::server::clock::Clock;
-use crate::server::journal::{EventQueue, Journal, JournalEvent};
+use crate::server::journal::{Appended, EventQueue, Journal, JournalEvent};
 use crate::server::metrics::Metrics;
 use crate::server::services::{AvailabilityQuery, RulesQuery, Services, SlotSink};
 use crate::server::state::ServerState;
@@ -305,8 +305,8 @@ impl Driver {
         for event in self.parts.journal_events.take() {
             match event {
                 JournalEvent::Persisted { upto } => {
-                    self.settle_cancels(upto, u64::MAX);
-                    self.feed(Input::Persisted { upto });
+                    let input = self.durable_upto(upto);
+                    self.feed(input);
                 }
                 JournalEvent::PersistFailed { from } => {
                     tracing::error!(from, "journal writes failed; continuing from a snapshot");
@@ -326,6 +326,13 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// The input saying that every write up to `upto` is durable, with the
+    /// cancellations among them counted.
+    fn durable_upto(&mut self, upto: u64) -> Input {
+        self.settle_cancels(upto, u64::MAX);
+        Input::Persisted { upto }
     }
 
     /// Cancel records up to `durable` count as cancellations; those from
@@ -383,7 +390,9 @@ impl Driver {
                 if matches!(record, Record::Cancelled { .. }) {
                     self.cancel_writes.insert(seq);
                 }
-                self.parts.journal.append(seq, record);
+                if self.parts.journal.append(seq, record) == Appended::Durable {
+                    self.acknowledge(seq);
+                }
             }
             Output::Respond {
                 ticket,
@@ -449,19 +458,31 @@ impl Driver {
         self.calls.insert(call, Running::Task(task.abort_handle()));
     }
 
-    /// The next answer of a live inline call, reading the next page of a
-    /// stream when that is its step.
+    /// Acknowledges a write the journal made durable at once, as the next
+    /// inline answer (acknowledgements are cumulative: one serves a run).
+    fn acknowledge(&mut self, seq: u64) {
+        match self.inline.back_mut() {
+            Some(InlineStep::Persisted { upto }) => *upto = seq,
+            _ => self.inline.push_back(InlineStep::Persisted { upto: seq }),
+        }
+    }
+
+    /// The next inline answer: a durable write, or the answer of a live
+    /// inline call (reading the next page of a stream when that is its step).
     fn next_inline_answer(&mut self) -> Option<Input> {
         while let Some(step) = self.inline.pop_front() {
-            let call = step.call();
-            if !self.calls.contains_key(&call) {
-                continue; // cancelled
-            }
+            let live = |call: &CallId| self.calls.contains_key(call);
             let answer = match step {
-                InlineStep::Verdicts { call, result } => Input::RuleVerdicts { call, result },
-                InlineStep::Stream { query, sent, page } => self.stream_page(query, sent, page),
+                InlineStep::Persisted { upto } => return Some(self.durable_upto(upto)),
+                InlineStep::Verdicts { call, result } if live(&call) => {
+                    Input::RuleVerdicts { call, result }
+                }
+                InlineStep::Stream { query, sent, page } if live(&query.call) => {
+                    self.stream_page(query, sent, page)
+                }
+                _ => continue, // cancelled
             };
-            if ended_call(&answer).is_some() {
+            if let Some(call) = ended_call(&answer) {
                 self.calls.remove(&call);
             }
             return Some(answer);
@@ -530,8 +551,11 @@ enum Running {
     Inline,
 }
 
-/// What an inline call does next.
+/// What an inline call does next, or a write the journal made durable at
+/// once.
 enum InlineStep {
+    /// Tell the core that writes up to `upto` are durable.
+    Persisted { upto: u64 },
     /// Give the core these verdicts.
     Verdicts {
         call: CallId,
@@ -546,14 +570,6 @@ enum InlineStep {
     },
 }
 
-impl InlineStep {
-    fn call(&self) -> CallId {
-        match self {
-            InlineStep::Verdicts { call, .. } => *call,
-            InlineStep::Stream { query, .. } => query.call,
-        }
-    }
-}
 
 /// Inline answers fed per pass of the driver's loop: a request's life
 /// takes a handful, a stream of many pages more.
@@ -565,6 +581,7 @@ mod tests {
     use crate::core::time::{MS_PER_DAY, MS_PER_HOUR};
     use crate::core::{Config, Dependency, RawWindow};
     use crate::embedded::{AvailabilityConfig, Roster, RulesConfig};
+    use crate::server::journal::MemoryJournal;
     use crate::server::services::EmbeddedSettings;
     use std::sync::Mutex;
 
@@ -579,8 +596,9 @@ mod tests {
     struct Scripted(Arc<Mutex<Vec<Call>>>);
 
     impl Journal for Scripted {
-        fn append(&mut self, seq: u64, record: Record) {
+        fn append(&mut self, seq: u64, record: Record) -> Appended {
             self.0.lock().unwrap().push(Call::Append(seq, record));
+            Appended::Pending
         }
         fn install_snapshot(&mut self, durable_seq: u64, _snapshot: Vec<Record>) {
             self.0.lock().unwrap().push(Call::Install(durable_seq));
@@ -608,6 +626,21 @@ mod tests {
 
         /// A rig whose embedded services take `latency` (zero: inline calls).
         fn with_latency(latency: Duration) -> Rig {
+            Rig::build(latency, |calls, _| Box::new(Scripted(calls)))
+        }
+
+        /// A rig with the `--ephemeral` journal: every append is durable at
+        /// once, and no event says so.
+        fn ephemeral() -> Rig {
+            Rig::build(Duration::ZERO, |_, events| {
+                Box::new(MemoryJournal::new(events.sink()))
+            })
+        }
+
+        fn build(
+            latency: Duration,
+            journal: impl FnOnce(Arc<Mutex<Vec<Call>>>, &EventQueue) -> Box<dyn Journal>,
+        ) -> Rig {
             let clock = Clock::start();
             let metrics = Arc::new(Metrics::new(1));
             let state = Arc::new(ServerState::default());
@@ -634,7 +667,7 @@ mod tests {
                 core,
                 DriverParts {
                     clock,
-                    journal: Box::new(Scripted(calls.clone())),
+                    journal: journal(calls.clone(), &events),
                     journal_events: events.clone(),
                     services,
                     metrics: metrics.clone(),
@@ -805,6 +838,38 @@ mod tests {
             .await
             .expect("an idle driver stops once drained")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_journal_durable_at_once_is_acknowledged_by_the_driver() {
+        let mut rig = Rig::ephemeral();
+        let booked = rig.submit(rig.body("a")).await;
+        // Nothing else would ever say that the write is durable.
+        let answer = tokio::time::timeout(Duration::from_secs(5), booked)
+            .await
+            .expect("answered without a journal event")
+            .unwrap();
+        let Response::Assigned(assignment) = answer.response else {
+            panic!("{answer:?}")
+        };
+        let (reply, cancelled) = oneshot::channel();
+        let cancel = Command::Cancel {
+            ticket: Ticket(99),
+            id: assignment.id,
+            reply,
+        };
+        rig.handle.control.send(cancel).await.unwrap();
+        assert!(matches!(
+            cancelled.await.unwrap().response,
+            Response::Cancelled(_)
+        ));
+        assert!(
+            rig.metrics
+                .encode(false)
+                .contains("tour_dispatcher_cancellations_total 1"),
+            "the cancel counted once durable"
+        );
+        assert!(rig.calls.lock().unwrap().is_empty(), "no scripted journal");
     }
 
     #[tokio::test]

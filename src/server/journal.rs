@@ -2,10 +2,11 @@
 //! blocking and reports what became durable through [`JournalEvent`]s, which
 //! reach the driver through an [`EventQueue`].
 //!
-//! [`MemoryJournal`] keeps nothing and acknowledges every append at once: it
-//! is `--ephemeral`. The [`DurableJournal`] (files, group commit on a writer
-//! thread) implements the same trait, so the driver's `Persist` →
-//! `Persisted` path is the same for both.
+//! [`MemoryJournal`] keeps nothing and says of every append that it is
+//! durable already, so the driver acknowledges it at once, without an
+//! event: it is `--ephemeral`. The [`DurableJournal`] (files, group commit
+//! on a writer thread) implements the same trait and reports later; the
+//! core sees the same `Persist` → `Persisted` either way.
 
 use crate::core::Record;
 use std::collections::VecDeque;
@@ -18,12 +19,21 @@ pub use crate::server::journal_file::JournalEvent;
 /// Where the journal reports to; called from any thread.
 pub type EventSink = Box<dyn Fn(JournalEvent) + Send>;
 
+/// What became of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Durable already: the driver acknowledges it itself, at once.
+    Durable,
+    /// Its `Persisted` or `PersistFailed` event follows.
+    Pending,
+}
+
 /// A journal as the driver uses it. No method blocks on the disk except
 /// [`Journal::flush`], which the server calls once, at shutdown, off the
 /// driver.
 pub trait Journal: Send {
     /// Appends `record` as number `seq` (seqs come in increasing order).
-    fn append(&mut self, seq: u64, record: Record);
+    fn append(&mut self, seq: u64, record: Record) -> Appended;
     /// Starts over from `snapshot`, which holds every durable fact up to
     /// `durable_seq`; appends after it that are still pending follow it.
     fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>);
@@ -32,8 +42,9 @@ pub trait Journal: Send {
 }
 
 impl Journal for DurableJournal {
-    fn append(&mut self, seq: u64, record: Record) {
+    fn append(&mut self, seq: u64, record: Record) -> Appended {
         DurableJournal::append(self, seq, record);
+        Appended::Pending
     }
 
     fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>) {
@@ -47,20 +58,19 @@ impl Journal for DurableJournal {
 }
 
 /// Keeps nothing; every append is "durable" at once.
-pub struct MemoryJournal {
-    events: EventSink,
-}
+pub struct MemoryJournal;
 
 impl MemoryJournal {
+    /// A journal that reports, once, that it can write.
     pub fn new(events: EventSink) -> Self {
         events(JournalEvent::Writable(true));
-        MemoryJournal { events }
+        MemoryJournal
     }
 }
 
 impl Journal for MemoryJournal {
-    fn append(&mut self, seq: u64, _record: Record) {
-        (self.events)(JournalEvent::Persisted { upto: seq });
+    fn append(&mut self, _seq: u64, _record: Record) -> Appended {
+        Appended::Durable
     }
 
     fn install_snapshot(&mut self, _durable_seq: u64, _snapshot: Vec<Record>) {}
@@ -120,18 +130,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_journal_acknowledges_each_append_at_once() {
+    fn memory_journal_says_each_append_is_durable_at_once() {
         let queue = EventQueue::default();
         let mut journal = MemoryJournal::new(queue.sink());
-        journal.append(1, Record::Sequence { next: 0 });
-        journal.append(2, Record::Sequence { next: 0 });
-        assert_eq!(
-            queue.take(),
-            [
-                JournalEvent::Writable(true),
-                JournalEvent::Persisted { upto: 2 }
-            ]
-        );
+        for seq in [1, 2] {
+            let appended = journal.append(seq, Record::Sequence { next: 0 });
+            assert_eq!(appended, Appended::Durable);
+        }
+        assert_eq!(queue.take(), [JournalEvent::Writable(true)]);
         assert!(journal.flush().is_ok());
     }
 
