@@ -6,7 +6,9 @@
 #     the server with --ephemeral and the server with its durable journal
 #     (a fresh temporary data directory); each server fresh for each run;
 #  2. latency at half the peak rate: the open-loop generator
-#     (benches/load.rs) at half of each server's median peak;
+#     (benches/load.rs) at half of each server's median peak, and the
+#     ceiling at the same rate right after each run (the floor that the
+#     generator, the kernel and the host give any server);
 #  3. slow dependencies: --availability-latency-ms 5 --rules-latency-ms 1 at
 #     --shard-concurrency 1 and 8;
 #  4. overload: twice the durable server's peak, open loop, with its resident
@@ -122,9 +124,15 @@ echo "2. latency at half the peak rate" >&2
 for kind in ephemeral durable; do
     half=$(($(peak "$kind") / 2))
     for run in $(seq "$RUNS"); do
-        start "$kind"
-        record half-peak "$kind" "$run" "$half" "$(load_run "$half" "$DURATION" "h$run")"
-        stop
+        # The ceiling at the same rate, right after: the tail that the
+        # generator, the kernel and the host give any server.
+        for target in "$kind" ceiling; do
+            start "$target"
+            label=$target
+            [ "$target" = ceiling ] && label="ceiling at the $kind rate"
+            record half-peak "$label" "$run" "$half" "$(load_run "$half" "$DURATION" "h$run-$target")"
+            stop
+        done
     done
 done
 

@@ -154,11 +154,34 @@ def overload(lines, unloaded_step="unloaded", overload_step="overload"):
     print()
 
 
+def half_peak_floor(lines):
+    """Each server's p99 at half its peak over the ceiling's at the same
+    rate, run by run."""
+    rows = select(lines, "half-peak")
+    for kind in ("ephemeral", "durable"):
+        ratios, floors = [], []
+        for l in (l for l in rows if l["target"] == kind):
+            floor = [
+                f for f in rows
+                if f["target"] == f"ceiling at the {kind} rate" and f["run"] == l["run"]
+            ]
+            if floor and floor[0]["result"]["all"]["p99_ms"] > 0:
+                floors.append(floor[0]["result"]["all"]["p99_ms"])
+                ratios.append(l["result"]["all"]["p99_ms"] / floors[-1])
+        if ratios:
+            print(
+                f"{kind}: p99 ÷ the ceiling's p99 at the same rate (same run, median): "
+                f"{median(ratios):.2f} (the ceiling's p99: {', '.join(f'{f:.2f}' for f in floors)} ms)"
+            )
+    print()
+
+
 def tables(lines):
     print("### Throughput (closed loop, wrk -t1)\n")
     throughput(lines)
     print("### Latency at half the peak rate (open loop)\n")
     open_loop(lines, "half-peak", "server")
+    half_peak_floor(lines)
     print("### Slow dependencies (durable, wrk -t1 -c128)\n")
     slow_deps(lines)
     print("### Overload (durable, open loop)\n")

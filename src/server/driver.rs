@@ -12,7 +12,9 @@
 //! latency) are not given a task per call: their calls are answered
 //! inline, as the next inputs, before the driver waits again — a stream
 //! page by page, so that a `CancelCall` still stops it once the core has
-//! its batch. The core sees the same inputs either way.
+//! its batch. Likewise an append that the journal reports durable at once
+//! (`--ephemeral`) is acknowledged as an inline `Persisted`, with no event
+//! to wait for. The core sees the same inputs either way.
 //!
 //! Handlers reach the driver through two bounded channels: submits (a full
 //! one is answered 503 overloaded by the handler) and control (cancels,
@@ -569,7 +571,6 @@ enum InlineStep {
         page: Option<Vec<Slot>>,
     },
 }
-
 
 /// Inline answers fed per pass of the driver's loop: a request's life
 /// takes a handful, a stream of many pages more.
