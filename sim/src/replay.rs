@@ -7,7 +7,8 @@ use crate::invariant::{safety, Invariant, Violation};
 use crate::trace::{Event, OutputHash, Trace};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use tour_dispatcher::core::{Dispatcher, Input, Output, Response, Timestamp};
+use tour_dispatcher::core::render::{input_line, output_line};
+use tour_dispatcher::core::{Dispatcher, Output, Timestamp};
 
 /// What a replay found.
 pub struct Replayed {
@@ -132,7 +133,8 @@ fn restore(
 }
 
 /// The trace as text: one line per input (`→`) and per output (`←`), with
-/// simulated time relative to the first event.
+/// simulated time relative to the first event; inputs and outputs in the
+/// core's own renderings ([`tour_dispatcher::core::render`]).
 pub fn render(trace: &Trace, outputs: &[Vec<Output>]) -> String {
     let mut text = String::new();
     let origin = trace
@@ -146,7 +148,7 @@ pub fn render(trace: &Trace, outputs: &[Vec<Output>]) -> String {
     for (i, event) in trace.events.iter().enumerate() {
         match event {
             Event::Input { now, input, .. } => {
-                let _ = writeln!(text, "{} #{i:<5} → {}", t(now), input_line(input, origin));
+                let _ = writeln!(text, "{} #{i:<5} → {}", t(now), input_line(input));
             }
             Event::Restart { now, records } => {
                 let _ = writeln!(
@@ -165,109 +167,4 @@ pub fn render(trace: &Trace, outputs: &[Vec<Output>]) -> String {
         }
     }
     text
-}
-
-fn input_line(input: &Input, origin: Timestamp) -> String {
-    match input {
-        Input::Submit {
-            ticket,
-            body,
-            idempotency_key,
-            deadline,
-        } => {
-            let w = body.window.as_ref();
-            format!(
-                "Submit t{} zip={} window={}..{} dur={} lang={} cust={} prop={} key={} deadline=+{}ms",
-                ticket.0,
-                body.zipcode.as_deref().unwrap_or("-"),
-                w.and_then(|w| w.start.as_deref()).unwrap_or("-"),
-                w.and_then(|w| w.end.as_deref()).unwrap_or("-"),
-                body.duration_minutes.map_or("-".into(), |d| d.to_string()),
-                body.language.as_deref().unwrap_or("-"),
-                body.customer_id.as_deref().unwrap_or("-"),
-                body.property_id.as_deref().unwrap_or("-"),
-                idempotency_key.as_deref().unwrap_or("-"),
-                deadline.since(origin),
-            )
-        }
-        Input::ClientGone { ticket } => format!("ClientGone t{}", ticket.0),
-        Input::SlotsStreamed {
-            call,
-            first_index,
-            slots,
-        } => format!(
-            "Slots c{} from #{first_index}: {}",
-            call.0,
-            slots
-                .iter()
-                .map(|s| format!("{} {}", s.agent, s.start))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Input::StreamEnded {
-            call,
-            count,
-            result,
-        } => format!("StreamEnded c{} count={count} {result:?}", call.0),
-        Input::RuleVerdicts { call, result } => format!("Verdicts c{} {result:?}", call.0),
-        Input::Persisted { upto } => format!("Persisted upto={upto}"),
-        Input::PersistFailed { from } => format!("PersistFailed from={from}"),
-        Input::CancelAssignment { ticket, id } => format!("CancelAssignment t{} {id}", ticket.0),
-        Input::Drain { deadline } => format!("Drain until {deadline}"),
-        Input::Tick => "Tick".into(),
-    }
-}
-
-fn output_line(o: &Output) -> String {
-    match o {
-        Output::FetchAvailability {
-            call,
-            zipcode,
-            window,
-            duration_min,
-            after,
-            ..
-        } => format!(
-            "Fetch c{} zip={zipcode} {}..{} dur={duration_min} after={}",
-            call.0,
-            window.start,
-            window.end,
-            after
-                .as_ref()
-                .map_or("-".into(), |s| format!("{} {}", s.agent, s.start))
-        ),
-        Output::CheckRules {
-            call, candidates, ..
-        } => format!(
-            "CheckRules c{}: {}",
-            call.0,
-            candidates
-                .iter()
-                .map(|c| format!(
-                    "{} {} ({} that day)",
-                    c.slot.agent, c.slot.start, c.tours_that_day
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Output::CancelCall { call, reason } => format!("CancelCall c{} {reason:?}", call.0),
-        Output::Persist { seq, record } => format!("Persist #{seq} {record:?}"),
-        Output::Respond {
-            ticket,
-            response,
-            replayed,
-        } => {
-            let r = if *replayed { " (replayed)" } else { "" };
-            let what = match response {
-                Response::Assigned(a) | Response::Cancelled(a) => {
-                    format!(
-                        "{} {} {} {}..{}",
-                        a.id, a.agent_id, a.zipcode, a.start, a.end
-                    )
-                }
-                other => format!("{other:?}"),
-            };
-            format!("Respond t{} {} {what}{r}", ticket.0, response.status())
-        }
-    }
 }
