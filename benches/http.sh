@@ -21,7 +21,7 @@
 #
 # Request bodies vary (benches/http.lua, benches/load.rs): zipcodes of the
 # demo roster's three regions, days 1-300 ahead, a unique Idempotency-Key
-# each. Each step is a few seconds; the whole run takes about seven minutes.
+# each. Each step is a few seconds; the whole run takes about eight minutes.
 #
 #   benches/http.sh                 # RUNS=3 DURATION=4 CONCURRENCY="8 32 128"
 #   RUNS=1 DURATION=2 benches/http.sh   # a quick look
