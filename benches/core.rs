@@ -1,5 +1,6 @@
 //! Full request lives per second through the core with zero-latency
-//! in-process dependencies, and the cost of a booking as the book grows.
+//! in-process dependencies, the cost of a booking as the book grows, and
+//! the conflict check against a full book.
 //!
 //! `cargo bench --bench core`
 
@@ -9,7 +10,9 @@ use std::hint::black_box;
 #[path = "core_support.rs"]
 mod support;
 use support::*;
-use tour_dispatcher::core::Dispatcher;
+use tour_dispatcher::core::ids::AssignmentId;
+use tour_dispatcher::core::time::{Timestamp, Window};
+use tour_dispatcher::core::{Book, Dispatcher};
 
 fn dispatches(c: &mut Criterion) {
     let mut group = c.benchmark_group("dispatch");
@@ -61,5 +64,49 @@ fn booking_cost_as_the_book_grows(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, dispatches, booking_cost_as_the_book_grows);
+/// One conflict check (`Book::is_free`) against a book of about 1,000,000
+/// tours: 342 agents with 8 tours a day for a year, checked at random
+/// agents and times, so that nearly every check starts cold, as in the
+/// server, where a request looks at a random day.
+fn conflict_check_in_a_full_book(c: &mut Criterion) {
+    const AGENTS: u64 = 342;
+    const DAYS: u64 = 365;
+    const MIN: u64 = 60_000;
+    let agents: Vec<String> = (0..AGENTS).map(|a| format!("ag-{a:04}")).collect();
+    let mut book = Book::new(15 * MIN);
+    let mut id = 0;
+    for agent in &agents {
+        for day in 0..DAYS {
+            for tour in 0..8 {
+                let start = T0 + day * 24 * 60 * MIN + (8 * 60 + tour * 60) * MIN;
+                let interval = Window::new(Timestamp(start), Timestamp(start + 30 * MIN));
+                book.insert(agent, interval, AssignmentId(id));
+                id += 1;
+            }
+        }
+    }
+    let mut group = c.benchmark_group("book");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("is_free_1m_tours", |b| {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        b.iter(|| {
+            // xorshift: a random agent and a random quarter hour of the year.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let agent = &agents[(x % AGENTS) as usize];
+            let start = T0 + (x >> 20) % (DAYS * 96) * 15 * MIN;
+            let interval = Window::new(Timestamp(start), Timestamp(start + 30 * MIN));
+            black_box(book.is_free(agent, interval))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    dispatches,
+    booking_cost_as_the_book_grows,
+    conflict_check_in_a_full_book
+);
 criterion_main!(benches);
