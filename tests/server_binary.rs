@@ -221,3 +221,25 @@ async fn sigint_exits_zero_and_flags_come_from_the_environment() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The first touch of a transparent huge page stalls the faulting thread
+/// (often the driver) while 2 MiB are zeroed: the binary turns them off.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_runs_without_transparent_huge_pages() {
+    let dir = scratch_dir("thp");
+    let running = Running::spawn(command(&dir, &["--listen", "127.0.0.1:0", "--ephemeral"]));
+    running.address();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", running.child.id())).unwrap();
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    // Kernels before 5.0 do not report the flag.
+    if let Some(enabled) = thp {
+        assert_eq!(enabled, "0", "THP_enabled in /proc/PID/status");
+    }
+    running.signal("TERM");
+    assert!(running.wait(Duration::from_secs(20)).success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
