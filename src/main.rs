@@ -90,9 +90,10 @@ impl Signals {
 /// Turns transparent huge pages off for the process, before the runtime
 /// and the core allocate: the allocator asks for them, and the first touch
 /// of a huge page zeroes (and may first compact) 2 MiB in the faulting
-/// thread — often the driver, which every request waits on. With them the
-/// p99 at half the peak rate was 11–57 ms, without them 2–5 ms, at the
-/// same throughput (BENCHMARKS.md). Not fatal where the kernel refuses.
+/// thread — often the driver, which every request waits on. Without them
+/// the server's own share of dispatches over 5 ms at half its peak rate
+/// fell from 3–5% to under 1%, at the same throughput (BENCHMARKS.md).
+/// Not fatal where the kernel refuses.
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
