@@ -92,7 +92,7 @@ impl Signals {
 /// of a huge page zeroes (and may first compact) 2 MiB in the faulting
 /// thread — often the driver, which every request waits on. Without them
 /// the server's own share of dispatches over 5 ms at half its peak rate
-/// fell from 3–5% to under 1%, at the same throughput (BENCHMARKS.md).
+/// fell from 2.8–5.0% to 0.55–0.81%, at the same throughput (BENCHMARKS.md).
 /// Not fatal where the kernel refuses.
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
