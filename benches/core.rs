@@ -71,14 +71,13 @@ fn booking_cost_as_the_book_grows(c: &mut Criterion) {
 fn conflict_check_in_a_full_book(c: &mut Criterion) {
     const AGENTS: u64 = 342;
     const DAYS: u64 = 365;
-    const MIN: u64 = 60_000;
     let agents: Vec<String> = (0..AGENTS).map(|a| format!("ag-{a:04}")).collect();
     let mut book = Book::new(15 * MIN);
     let mut id = 0;
     for agent in &agents {
         for day in 0..DAYS {
             for tour in 0..8 {
-                let start = T0 + day * 24 * 60 * MIN + (8 * 60 + tour * 60) * MIN;
+                let start = T0 + day * DAY + (8 * 60 + tour * 60) * MIN;
                 let interval = Window::new(Timestamp(start), Timestamp(start + 30 * MIN));
                 book.insert(agent, interval, AssignmentId(id));
                 id += 1;

@@ -7,8 +7,8 @@ use tour_dispatcher::core::*;
 
 /// 2027-01-01T00:00:00Z.
 pub const T0: u64 = 1_798_761_600_000;
-const MIN: u64 = 60_000;
-const DAY: u64 = 24 * 60 * MIN;
+pub const MIN: u64 = 60_000;
+pub const DAY: u64 = 24 * 60 * MIN;
 
 pub fn config() -> Config {
     Config {
