@@ -302,10 +302,10 @@ impl Dispatcher {
         });
         if let Some((key, fingerprint)) = key {
             if let Some(entry) = self.keys.get(&key) {
-                if entry.fingerprint != fingerprint {
+                if entry.fingerprint() != fingerprint {
                     return self.answer_new(ticket, Response::KeyReused, false);
                 }
-                match (entry.attempt, entry.answer.clone()) {
+                match (entry.attempt(), entry.answer().cloned()) {
                     (Some(attempt), _) => return self.join(ticket, attempt, deadline),
                     (None, Some(answer)) => return self.replay(ticket, &answer),
                     (None, None) => {}
@@ -334,14 +334,14 @@ impl Dispatcher {
         let id = AttemptId(self.next_attempt);
         let key_entry = match key {
             Some((key, fingerprint)) => {
-                let existing = self.keys.get(&key).map(|e| e.fingerprint);
+                let existing = self.keys.get(&key).map(|e| e.fingerprint());
                 if existing.is_none() && self.keys.begin(key, fingerprint, self.now, id).is_err() {
                     return self.answer_all_new(&tickets, self.overloaded());
                 }
                 if existing.is_some() {
                     self.keys.reassign(&key, id);
                 }
-                let created_at = self.keys.get(&key).map_or(self.now, |e| e.created_at);
+                let created_at = self.keys.get(&key).map_or(self.now, |e| e.created_at());
                 Some(KeyEntry {
                     key,
                     fingerprint,
@@ -739,7 +739,7 @@ impl Dispatcher {
             self.clear_ticket(t);
         }
         let key = a.key.map(|k| (k.key, k.fingerprint));
-        if let Some(answer) = key.and_then(|(k, _)| self.keys.get(&k)?.answer.clone()) {
+        if let Some(answer) = key.and_then(|(k, _)| self.keys.get(&k)?.answer().cloned()) {
             for &(t, _) in &waiting {
                 self.replay(t, &answer);
             }
@@ -1144,6 +1144,8 @@ impl Dispatcher {
             }
         }
         self.assignments.retain(|_, s| s.keep_until > now);
+        // Restoring reserved room for every record, keys and cancels too.
+        self.assignments.shrink_to_fit();
         let mut retention = Vec::with_capacity(self.assignments.len());
         let mut bookings = Vec::with_capacity(self.assignments.len());
         for (&id, s) in self.assignments.iter() {

@@ -8,7 +8,8 @@
 use crate::core::book::{Assignment, AssignmentStatus};
 use crate::core::idempotency::{Entry, StoredAnswer};
 use crate::core::ids::{AssignmentId, KeyHash, PrehashedMap, Secret};
-use crate::core::record::Record;
+use crate::core::record::{KeyEntry, Record};
+use crate::core::slab_map::SlabMap;
 use crate::core::time::Timestamp;
 
 /// A durable assignment and how long memory keeps it.
@@ -24,7 +25,7 @@ pub struct Durable {
     /// Boxed: the map stays small while it grows (half empty after each
     /// doubling), and an assignment does not move.
     pub assignments: PrehashedMap<AssignmentId, Box<Stored>>,
-    pub keys: PrehashedMap<KeyHash, Entry>,
+    pub keys: SlabMap<KeyHash, Entry>,
     /// The next assignment sequence number: never reuse an id.
     pub next_assignment: u64,
 }
@@ -77,13 +78,7 @@ impl Durable {
         }
     }
 
-    fn remember(&mut self, key: crate::core::record::KeyEntry, answer: StoredAnswer) {
-        let entry = Entry {
-            fingerprint: key.fingerprint,
-            created_at: key.created_at,
-            answer: Some(answer),
-            attempt: None,
-        };
-        self.keys.insert(key.key, entry);
+    fn remember(&mut self, key: KeyEntry, answer: StoredAnswer) {
+        self.keys.insert(key.key, Entry::answered(&key, answer));
     }
 }

@@ -14,6 +14,8 @@
 //! - [`idempotency`]: the table of client keys;
 //! - [`prehashed_map`]: the hash map of the large tables, which grows in
 //!   small steps;
+//! - [`slab_map`]: the same for large entries, held in slots that never
+//!   move, behind an index of slot numbers;
 //! - [`book`]: the reservation book (per agent intervals and day counts);
 //! - [`attempt`]: one attempt at answering a request, through its phases;
 //! - [`record`]: what the journal stores;
@@ -34,6 +36,7 @@ pub mod record;
 pub mod render;
 pub mod request;
 pub mod ring;
+pub mod slab_map;
 pub mod stats;
 pub mod time;
 pub mod timers;

@@ -82,6 +82,14 @@ impl<K: Hash + Eq, V> PrehashedMap<K, V> {
         }
     }
 
+    /// Gives back the room that no entry uses (after a reserve that was
+    /// too generous, or a retain that dropped many).
+    pub fn shrink_to_fit(&mut self) {
+        for part in self.parts.iter_mut() {
+            part.shrink_to_fit();
+        }
+    }
+
     /// Keeps the entries for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
         for part in self.parts.iter_mut() {
@@ -115,11 +123,19 @@ impl<K: Hash + Eq, V> FromIterator<(K, V)> for PrehashedMap<K, V> {
     }
 }
 
-/// The part of `key`: bits 48..56 of its hash. A part with 2^k buckets
+fn part_of<K: Hash>(key: &K) -> usize {
+    part_of_hash(hash_of(key))
+}
+
+/// The hash of an already-random key (its low 64 bits).
+pub fn hash_of<K: Hash>(key: &K) -> u64 {
+    BuildHasherDefault::<PrehashedHasher>::default().hash_one(key)
+}
+
+/// The part of a key with `hash`: bits 48..56. A part with 2^k buckets
 /// places a key by the low k bits and tags it with the top 7, so these
 /// bits stay free for choosing the part until a part holds 2^48 entries.
-fn part_of<K: Hash>(key: &K) -> usize {
-    let hash = BuildHasherDefault::<PrehashedHasher>::default().hash_one(key);
+pub fn part_of_hash(hash: u64) -> usize {
     (hash >> 48) as usize & (PARTS - 1)
 }
 
