@@ -1599,6 +1599,13 @@ impl Checker {
             .filter(|(_, w, _)| w.end.plus_ms(retention) > now)
             .collect();
         let held: BTreeSet<(&str, Window, AssignmentId)> = core.book().iter().collect();
+        let counted = core.book().len();
+        if counted != held.len() || core.book().is_empty() != held.is_empty() {
+            return Err(safety(
+                Inv::Bounded,
+                format!("the book counts {counted} bookings but holds {}", held.len()),
+            ));
+        }
         if let Some(&(agent, w, id)) = held.difference(&model).next() {
             let inv = match self.bookings.get(&id).map(|b| b.state) {
                 Some(BookingState::Cancelled) => Inv::CancellingFreesTime,
