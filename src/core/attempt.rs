@@ -58,17 +58,6 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Phase::Waiting { .. } => "waiting",
-            Phase::Queued => "queued",
-            Phase::Fetching(_) => "fetching",
-            Phase::Checking { .. } => "checking",
-            Phase::Writing { .. } => "writing",
-            Phase::Undoing { .. } => "undoing",
-        }
-    }
-
     /// The outbound call this phase waits on.
     pub fn call(&self) -> Option<CallId> {
         match self {
@@ -76,11 +65,6 @@ impl Phase {
             Phase::Checking { call, .. } => Some(*call),
             _ => None,
         }
-    }
-
-    /// Whether the attempt holds one of its shard's run slots.
-    pub fn is_running(&self) -> bool {
-        matches!(self, Phase::Fetching(_) | Phase::Checking { .. })
     }
 }
 
