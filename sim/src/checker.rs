@@ -1603,7 +1603,10 @@ impl Checker {
         if counted != held.len() || core.book().is_empty() != held.is_empty() {
             return Err(safety(
                 Inv::Bounded,
-                format!("the book counts {counted} bookings but holds {}", held.len()),
+                format!(
+                    "the book counts {counted} bookings but holds {}",
+                    held.len()
+                ),
             ));
         }
         if let Some(&(agent, w, id)) = held.difference(&model).next() {

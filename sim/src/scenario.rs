@@ -83,6 +83,9 @@ pub struct Faults {
     pub spike_ms: u64,
     pub stream_error_pm: u32,
     pub stream_stall_pm: u32,
+    /// A delivery carries a slot outside the window and out of order.
+    #[serde(default)]
+    pub stream_malformed_pm: u32,
     pub duplicate_pm: u32,
     /// A cancelled call still delivers (late).
     pub late_pm: u32,
@@ -110,6 +113,7 @@ impl Faults {
             spike_pm: 0,
             stream_error_pm: 0,
             stream_stall_pm: 0,
+            stream_malformed_pm: 0,
             duplicate_pm: 0,
             late_pm: 0,
             rules_error_pm: 0,
@@ -301,6 +305,8 @@ fn draw_faults(c: &mut dyn Choices, safety_ms: u64) -> Faults {
             0
         },
         compaction_crash_pm: rate(c, 100_000),
+        // Drawn last: the draws before it keep their meaning.
+        stream_malformed_pm: rate(c, 20_000),
     }
 }
 

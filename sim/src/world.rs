@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use tour_dispatcher::core::time::{MS_PER_DAY, MS_PER_MINUTE};
 use tour_dispatcher::core::{
     AssignmentId, CallId, DependencyError, Dispatcher, Input, Output, RawRequest, RawWindow,
-    Record, Response, Slot, Ticket, Timestamp,
+    Record, Response, Slot, Ticket, Timestamp, Window,
 };
 use tour_dispatcher::journal::{Settled, SnapshotReason};
 
@@ -69,6 +69,8 @@ pub struct RunStats {
     pub latency_spikes: u64,
     pub stream_errors: u64,
     pub stream_stalls: u64,
+    #[serde(default)]
+    pub malformed_slots: u64,
     pub duplicates: u64,
     pub late_deliveries: u64,
     pub rules_errors: u64,
@@ -96,6 +98,7 @@ impl RunStats {
             latency_spikes,
             stream_errors,
             stream_stalls,
+            malformed_slots,
             duplicates,
             late_deliveries,
             rules_errors,
@@ -119,6 +122,7 @@ impl RunStats {
             ("latency spikes", self.latency_spikes),
             ("stream errors", self.stream_errors),
             ("stream stalls", self.stream_stalls),
+            ("malformed slots streamed", self.malformed_slots),
             ("duplicate deliveries", self.duplicates),
             ("late deliveries after cancel", self.late_deliveries),
             ("rules errors", self.rules_errors),
@@ -486,6 +490,19 @@ impl<'c, T: Tap> World<'c, T> {
             self.hash.add(now, out);
         }
         self.checker.after(now, &outputs, core)?;
+        // Every other slot the world streams is well formed (the embedded
+        // availability streams in order, within the window): a core that
+        // drops more than the world malformed throws good slots away.
+        let dropped = core.stats().slots_malformed;
+        if dropped > self.stats.malformed_slots {
+            return Err(safety(
+                Invariant::AssignmentsHonourTheRequest,
+                format!(
+                    "the core dropped {dropped} slots as malformed; the world streamed {}",
+                    self.stats.malformed_slots
+                ),
+            ));
+        }
         if journal_failed {
             // The fresh file first: this step's writes belong in it.
             self.snapshot_journal(None);
@@ -632,6 +649,10 @@ impl<'c, T: Tap> World<'c, T> {
                 result: Ok(()),
             });
         }
+        let mut chunk = chunk;
+        if self.choices.chance(self.faults.stream_malformed_pm) {
+            self.malform(&mut chunk, p.window);
+        }
         let first_index = stream.index;
         stream.index += chunk.len() as u32;
         stream.cursor = chunk.last().cloned();
@@ -646,6 +667,22 @@ impl<'c, T: Tap> World<'c, T> {
             first_index,
             slots: chunk,
         })
+    }
+
+    /// Slips a slot a day before the window into `chunk`, anywhere but last
+    /// (the last slot is the stream's cursor): out of the window and out of
+    /// order, so the core must drop it and keep the rest.
+    fn malform(&mut self, chunk: &mut Vec<Slot>, window: Window) {
+        let Some(first) = chunk.first() else {
+            return;
+        };
+        let bad = Slot {
+            start: window.start.minus_ms(MS_PER_DAY),
+            agent: first.agent.clone(),
+        };
+        let at = self.choices.below(chunk.len() as u64) as usize;
+        chunk.insert(at, bad);
+        self.stats.malformed_slots += 1;
     }
 
     // ----- rules -------------------------------------------------------------
@@ -1030,12 +1067,17 @@ impl<'c, T: Tap> World<'c, T> {
         }
         self.stats.retries += 1;
         if c.key.is_some() && self.choices.chance(mix.alter_pm) {
-            self.stats.altered += 1;
-            let n = self.choices.below(1000);
-            self.clients[client].body.property_id = Some(format!("altered-{n}"));
+            self.alter(client);
         }
         let backoff = self.choices.between(1, 500);
         self.after(backoff, Event::Send { client });
+    }
+
+    /// The client's next try carries another payload under the same key.
+    fn alter(&mut self, client: usize) {
+        self.stats.altered += 1;
+        let n = self.choices.below(1000);
+        self.clients[client].body.property_id = Some(format!("altered-{n}"));
     }
 
     fn on_answer(&mut self, ticket: Ticket, response: &Response) {
@@ -1054,6 +1096,10 @@ impl<'c, T: Tap> World<'c, T> {
                 let c = &mut self.clients[client];
                 if c.repeats < 2 && self.choices.chance(mix.repeat_pm) {
                     c.repeats += 1;
+                    // A client that reuses its key for another request.
+                    if c.key.is_some() && self.choices.chance(mix.alter_pm) {
+                        self.alter(client);
+                    }
                     let at = self.choices.between(1, 3_000);
                     self.after(at, Event::Send { client });
                 }

@@ -253,8 +253,14 @@ mod tests {
         assert!(book.is_free("a", w(600, 630)));
         assert_eq!(book.len(), 1);
         assert!(!book.is_empty());
-        assert!(!book.remove("a", w(700, 730), AssignmentId(1)), "another's id");
-        assert!(!book.remove("a", w(630, 700), AssignmentId(2)), "another start");
+        assert!(
+            !book.remove("a", w(700, 730), AssignmentId(1)),
+            "another's id"
+        );
+        assert!(
+            !book.remove("a", w(630, 700), AssignmentId(2)),
+            "another start"
+        );
         assert!(book.remove("a", w(700, 730), AssignmentId(2)));
         assert!(book.is_empty());
         assert!(book.is_free("a", w(700, 730)));

@@ -501,7 +501,7 @@ impl Dispatcher {
             return;
         };
         self.stats.slots_conflicting += counts.conflicting;
-        self.stats.ignored_inputs += counts.malformed;
+        self.stats.slots_malformed += counts.malformed;
         if intake == Intake::BatchFull {
             self.cancel_call(call, CancelReason::BatchFull);
             return self.check_rules(id, fetch.batch);

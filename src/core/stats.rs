@@ -65,6 +65,9 @@ pub struct Stats {
     pub ignored_inputs: u64,
     /// Slots dropped because they conflicted with the book.
     pub slots_conflicting: u64,
+    /// Slots dropped as malformed: out of the stream's order, or not
+    /// fitting the requested window (an availability service's fault).
+    pub slots_malformed: u64,
     /// Candidates skipped at booking because their facts changed since the rules saw them.
     pub stale_verdicts: u64,
     /// Requests that found their shard queue full and waited for room.
