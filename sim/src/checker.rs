@@ -1042,6 +1042,22 @@ impl Checker {
         Ok(params.clone())
     }
 
+    /// Whether an attempt works on `key`: a ticket with it waits, or a
+    /// write of its answer (or of its undo) is in flight.
+    fn key_is_busy(&self, key: &KeyHash) -> bool {
+        self.waiting_keys.contains_key(key)
+            || self.writes.values().any(|w| match w {
+                Write::Booked(id) => self
+                    .bookings
+                    .get(id)
+                    .and_then(|b| b.key)
+                    .is_some_and(|e| e.key == *key),
+                Write::Answered(e, _) => e.key == *key,
+                Write::Undone(_, k) => k.as_ref() == Some(key),
+                Write::Cancelled(_) | Write::Other => false,
+            })
+    }
+
     fn on_respond(
         &mut self,
         now: Timestamp,
@@ -1163,7 +1179,16 @@ impl Checker {
                 }
                 Ok(())
             }
-            Response::KeyInFlight => Ok(()),
+            Response::KeyInFlight => {
+                let busy = d.key.is_some_and(|(k, _)| self.key_is_busy(&k));
+                if !busy {
+                    return Err(safety(
+                        Inv::Idempotency,
+                        format!("ticket {t} got 409 key in flight, but nothing works on its key"),
+                    ));
+                }
+                Ok(())
+            }
             Response::DeadlineExceeded => {
                 if now < d.deadline {
                     return Err(safety(
