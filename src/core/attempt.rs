@@ -194,3 +194,72 @@ pub struct TakeCounts {
     pub conflicting: u64,
     pub malformed: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::time::MS_PER_MINUTE;
+
+    fn at(min: u64) -> Timestamp {
+        Timestamp(min * MS_PER_MINUTE)
+    }
+
+    /// Slots at these start minutes, each with its own agent.
+    fn slots(starts: &[u64]) -> Vec<Slot> {
+        starts
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| Slot {
+                start: at(m),
+                agent: format!("ag-{i}").into(),
+            })
+            .collect()
+    }
+
+    fn take(starts: &[u64], max_candidates: usize) -> (Fetch, Intake) {
+        let book = Book::new(0);
+        let rules = SlotRules {
+            book: &book,
+            window: Window::new(at(0), at(600)),
+            duration_ms: 30 * MS_PER_MINUTE,
+            max_candidates,
+        };
+        let mut fetch = Fetch::new(CallId(1), None);
+        let (intake, _) = fetch.take(0, slots(starts), &rules).expect("no gap");
+        (fetch, intake)
+    }
+
+    fn starts(f: &Fetch) -> Vec<u64> {
+        let candidates = &f.batch.candidates;
+        candidates
+            .iter()
+            .map(|c| c.slot.start.as_millis() / MS_PER_MINUTE)
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_closes_once_full_at_the_next_start_time_never_within_one() {
+        let (f, intake) = take(&[0, 0, 15, 15, 15, 30, 45], 3);
+        assert_eq!(intake, Intake::BatchFull);
+        assert_eq!(starts(&f), [0, 0, 15, 15, 15], "the 15s stay together");
+        assert!(f.batch.more);
+        assert_eq!(f.batch.consumed.map(|s| s.start), Some(at(15)));
+    }
+
+    #[test]
+    fn a_batch_short_of_full_takes_the_whole_stream() {
+        let (f, intake) = take(&[0, 15, 30], 4);
+        assert_eq!(intake, Intake::More);
+        assert_eq!(starts(&f), [0, 15, 30]);
+        assert!(!f.batch.more);
+    }
+
+    #[test]
+    fn slots_out_of_order_or_out_of_the_window_are_dropped_and_the_rest_kept() {
+        // 700 ends after the window; 5 comes after 15.
+        let (f, intake) = take(&[0, 15, 5, 700, 30], 10);
+        assert_eq!(intake, Intake::More);
+        assert_eq!(starts(&f), [0, 15, 30]);
+        assert_eq!(f.next_index, 5);
+    }
+}
