@@ -1593,8 +1593,28 @@ impl Checker {
     }
 
     /// Nothing waits and every write settled: no booking is left behind a
-    /// failure, and the core's book is exactly the model's.
+    /// failure, the core's book is exactly the model's, and it remembers
+    /// the model's live keys.
     fn check_quiet(&self, now: Timestamp, core: &Dispatcher) -> Checked {
+        // At least every live key; at most every key the model ever
+        // remembered (a key whose TTL ran out while its attempt held it
+        // goes at the core's next input).
+        let ttl = self.config.idempotency_ttl_ms;
+        let live = self
+            .keys
+            .values()
+            .filter(|m| m.created_at.plus_ms(ttl) > core.now())
+            .count() as u64;
+        let held = core.stats().idempotency_keys;
+        if held < live || held > self.keys.len() as u64 {
+            return Err(safety(
+                Inv::Idempotency,
+                format!(
+                    "the core holds {held} idempotency keys; {live} are durable and live, {} were ever",
+                    self.keys.len()
+                ),
+            ));
+        }
         if let Some(b) = self
             .bookings
             .values()
