@@ -1332,5 +1332,8 @@ impl Dispatcher {
         debug_assert!(self.keys.len() <= self.config.max_idempotency_keys as usize);
         debug_assert!(self.cancels.len() <= self.config.max_pending_cancels as usize);
         debug_assert!(self.calls.len() <= self.attempts.len());
+        // A deadline per waiting ticket, an enqueue timeout per waiting
+        // attempt, the drain's: a timer left behind is a leak.
+        debug_assert!(self.timers.len() <= self.tickets.len() + self.attempts.len() + 1);
     }
 }
