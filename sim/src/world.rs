@@ -669,18 +669,25 @@ impl<'c, T: Tap> World<'c, T> {
         })
     }
 
-    /// Slips a slot a day before the window into `chunk`, anywhere but last
-    /// (the last slot is the stream's cursor): out of the window and out of
-    /// order, so the core must drop it and keep the rest.
+    /// Slips a slot outside the window into `chunk`, anywhere but last (the
+    /// last slot is the stream's cursor): a day before the window (out of
+    /// order too) or a day after it (in order), so the core must drop it
+    /// and keep the rest.
     fn malform(&mut self, chunk: &mut Vec<Slot>, window: Window) {
         let Some(first) = chunk.first() else {
             return;
         };
+        let at = self.choices.below(chunk.len() as u64) as usize;
+        // The place picks the kind too: one draw keeps the seeds' worlds.
+        let start = if at % 2 == 0 {
+            window.start.minus_ms(MS_PER_DAY)
+        } else {
+            window.end.plus_ms(MS_PER_DAY)
+        };
         let bad = Slot {
-            start: window.start.minus_ms(MS_PER_DAY),
+            start,
             agent: first.agent.clone(),
         };
-        let at = self.choices.below(chunk.len() as u64) as usize;
         chunk.insert(at, bad);
         self.stats.malformed_slots += 1;
     }
