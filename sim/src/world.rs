@@ -679,7 +679,7 @@ impl<'c, T: Tap> World<'c, T> {
         };
         let at = self.choices.below(chunk.len() as u64) as usize;
         // The place picks the kind too: one draw keeps the seeds' worlds.
-        let start = if at % 2 == 0 {
+        let start = if at.is_multiple_of(2) {
             window.start.minus_ms(MS_PER_DAY)
         } else {
             window.end.plus_ms(MS_PER_DAY)
