@@ -3,9 +3,10 @@
 //!
 //! A hash map that holds its entries in its buckets pays an entry's whole
 //! size for every bucket, and a map that doubles is between 7/16 and 7/8
-//! full: an entry of 64 bytes costs 73 to 146. Here the entries sit in
-//! slots, in chunks of [`CHUNK`] that never move, and the hash index holds
-//! only 4-byte slot numbers: an entry costs its size plus 5 to 11 bytes.
+//! full: an entry of 64 bytes (and its control byte) costs 74 to 149. Here
+//! the entries sit in slots, in chunks of [`CHUNK`] that never move, and
+//! the hash index holds only 4-byte slot numbers: an entry costs its size
+//! plus 6 to 12 bytes.
 //! Growing copies no entry, and the index is split in [`PARTS`] like
 //! [`PrehashedMap`](crate::core::prehashed_map::PrehashedMap), so a growth
 //! rehashes at most 1/[`PARTS`] of it.
