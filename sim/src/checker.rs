@@ -342,6 +342,7 @@ impl Checker {
         for out in outputs {
             self.on_output(now, out)?;
         }
+        self.check_failure_answered(outputs)?;
         if let Some(call) = self.terminal.take() {
             self.calls.remove(&call);
         }
@@ -1040,6 +1041,31 @@ impl Checker {
             }
         }
         Ok(params.clone())
+    }
+
+    /// A live availability or rules call that failed ends its run at once:
+    /// some ticket of it (one waits, or the call would be cancelled) gets
+    /// the 503 now, not a 504 later — unless a deadline due at the same
+    /// instant ended the run first (and cancelled the call).
+    fn check_failure_answered(&self, outputs: &[Output]) -> Checked {
+        let Some(dep @ (Dependency::Availability | Dependency::Rules)) = self.failed else {
+            return Ok(());
+        };
+        let answered = outputs.iter().any(|o| match o {
+            Output::Respond {
+                response: Response::DependencyUnavailable { dependency, .. },
+                ..
+            } => *dependency == dep,
+            Output::CancelCall { call, .. } => Some(*call) == self.input_call,
+            _ => false,
+        });
+        if !answered {
+            return Err(safety(
+                Inv::ExactlyOneAnswer,
+                format!("a {dep:?} call failed, but no ticket got its 503"),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether an attempt works on `key`: a ticket with it waits, or a
