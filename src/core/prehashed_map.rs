@@ -1,6 +1,6 @@
-//! [`PrehashedMap`]: the hash map of the core's large tables (assignments,
-//! idempotency keys), whose keys are already uniformly distributed (keyed
-//! hashes, permuted ids).
+//! [`PrehashedMap`]: the hash map of the core's large tables (assignments;
+//! the idempotency keys use its sibling [`SlabMap`](crate::core::slab_map)),
+//! whose keys are already uniformly distributed (keyed hashes, permuted ids).
 //!
 //! It is split into [`PARTS`] independent maps chosen by bits of the key's
 //! hash that the parts themselves do not use. A single map doubles all at
