@@ -1071,17 +1071,21 @@ impl Checker {
     /// Whether an attempt works on `key`: a ticket with it waits, or a
     /// write of its answer (or of its undo) is in flight.
     fn key_is_busy(&self, key: &KeyHash) -> bool {
-        self.waiting_keys.contains_key(key)
-            || self.writes.values().any(|w| match w {
-                Write::Booked(id) => self
-                    .bookings
-                    .get(id)
-                    .and_then(|b| b.key)
-                    .is_some_and(|e| e.key == *key),
-                Write::Answered(e, _) => e.key == *key,
-                Write::Undone(_, k) => k.as_ref() == Some(key),
-                Write::Cancelled(_) | Write::Other => false,
-            })
+        self.waiting_keys.contains_key(key) || self.writes.values().any(|w| self.writes_key(w, key))
+    }
+
+    /// Whether `write` records `key`'s answer or its undo.
+    fn writes_key(&self, write: &Write, key: &KeyHash) -> bool {
+        match write {
+            Write::Booked(id) => self
+                .bookings
+                .get(id)
+                .and_then(|b| b.key)
+                .is_some_and(|e| e.key == *key),
+            Write::Answered(e, _) => e.key == *key,
+            Write::Undone(_, k) => k.as_ref() == Some(key),
+            Write::Cancelled(_) | Write::Other => false,
+        }
     }
 
     fn on_respond(
@@ -1793,16 +1797,7 @@ impl Checker {
             if m.created_at.plus_ms(ttl) <= now {
                 continue;
             }
-            let rewritten = pending(&|w| match w {
-                Write::Undone(_, Some(u)) => u == k,
-                Write::Answered(e, _) => e.key == *k,
-                Write::Booked(id) => self
-                    .bookings
-                    .get(id)
-                    .and_then(|b| b.key)
-                    .is_some_and(|e| e.key == *k),
-                _ => false,
-            });
+            let rewritten = pending(&|w| self.writes_key(w, k));
             let kept = durable.keys.get(k).map(|(_, a)| a);
             if kept != Some(&m.answer) && !rewritten {
                 return lost(format!(

@@ -635,7 +635,7 @@ impl<'c, T: Tap> World<'c, T> {
             n => n as usize,
         };
         let p = &stream.params;
-        let chunk: Vec<Slot> = self
+        let mut chunk: Vec<Slot> = self
             .scenario
             .services
             .slots(&p.zipcode, p.window, p.duration_min, stream.cursor.as_ref())
@@ -649,7 +649,6 @@ impl<'c, T: Tap> World<'c, T> {
                 result: Ok(()),
             });
         }
-        let mut chunk = chunk;
         if self.choices.chance(self.faults.stream_malformed_pm) {
             self.malform(&mut chunk, p.window);
         }
