@@ -190,6 +190,8 @@ pub struct Checker {
     /// Bookings whose write the core was told failed (this process).
     failed_bookings: BTreeSet<AssignmentId>,
     draining: bool,
+    /// When the drain (the first one) refuses whatever still runs.
+    drain_deadline: Option<Timestamp>,
     acked: u64,
     changed_since_quiet: bool,
     // The step being checked.
@@ -235,6 +237,7 @@ impl Checker {
             undone: BTreeSet::new(),
             failed_bookings: BTreeSet::new(),
             draining: false,
+            drain_deadline: None,
             acked: 0,
             changed_since_quiet: false,
             input_call: None,
@@ -319,8 +322,10 @@ impl Checker {
             Input::Persisted { upto } => self.on_persisted(*upto)?,
             Input::PersistFailed { from } => self.on_persist_failed(*from),
             Input::CancelAssignment { ticket, id } => self.on_cancel_request(now, *ticket, *id),
-            Input::Drain { .. } => {
+            Input::Drain { deadline } => {
                 self.draining = true;
+                // The core keeps the first drain's deadline.
+                self.drain_deadline.get_or_insert(*deadline);
                 self.coverage.hit(Mark::Drain);
             }
             Input::Tick => {}
@@ -401,6 +406,7 @@ impl Checker {
         self.failed_bookings.clear();
         self.last_seq = 0;
         self.draining = false;
+        self.drain_deadline = None;
         self.last_stats = Default::default();
     }
 
@@ -1159,7 +1165,11 @@ impl Checker {
         replayed: bool,
     ) -> Checked {
         let t = ticket.0;
-        if d.draining && !matches!(response, Response::Overloaded { .. }) && now < d.deadline {
+        let overloaded = matches!(response, Response::Overloaded { .. });
+        if overloaded && !d.draining && self.drain_deadline.is_some_and(|at| at <= now) {
+            self.coverage.hit(Mark::DrainDeadline);
+        }
+        if d.draining && !overloaded && now < d.deadline {
             return Err(safety(
                 Inv::ExactlyOneAnswer,
                 format!("ticket {t} arrived while draining but got {response:?}, not 503"),
@@ -1601,18 +1611,26 @@ impl Checker {
         Ok(())
     }
 
-    /// Invariant 2 in time: a waiting ticket is answered at its deadline.
+    /// Invariant 2 in time: a waiting ticket is answered at its deadline,
+    /// and every one at the drain's deadline (API.md: running requests
+    /// finish for at most the drain timeout, then get 503).
     fn check_deadlines(&self, now: Timestamp) -> Checked {
-        match self.deadlines.first() {
-            Some(&(deadline, t)) if deadline <= now => Err(safety(
+        let unanswered = |t: Ticket, deadline: Timestamp, what: &str| {
+            Err(safety(
                 Inv::ExactlyOneAnswer,
                 format!(
-                    "ticket {} still unanswered at {} ms, its deadline was {} ms",
+                    "ticket {} still unanswered at {} ms, {what} was {} ms",
                     t.0,
                     now.as_millis(),
                     deadline.as_millis()
                 ),
-            )),
+            ))
+        };
+        match (self.deadlines.first(), self.drain_deadline) {
+            (Some(&(deadline, t)), _) if deadline <= now => unanswered(t, deadline, "its deadline"),
+            (Some(&(_, t)), Some(drain)) if drain <= now => {
+                unanswered(t, drain, "the drain's deadline")
+            }
             _ => Ok(()),
         }
     }

@@ -55,6 +55,7 @@ marks! {
     DependencyUnavailable => "503 dependency unavailable",
     DeadlineExceeded => "504 deadline exceeded",
     Drain => "drain (shutdown)",
+    DrainDeadline => "drain deadline refused running requests",
 }
 
 /// How often each mark was hit.
