@@ -14,6 +14,7 @@ use crate::invariant::{liveness, safety, Invariant as Inv, Violation};
 use crate::services::Services;
 use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet};
+use tour_dispatcher::core::ring::Ring;
 use tour_dispatcher::core::time::MS_PER_MINUTE;
 use tour_dispatcher::core::{
     Assignment, AssignmentId, AssignmentStatus, CallId, CancelReason, Candidate, Config,
@@ -201,6 +202,10 @@ pub struct Checker {
     verdicts: Option<(CallId, Vec<bool>)>,
     answered_now: u32,
     gone_now: Option<Ticket>,
+    /// The dispatch ticket this step submitted.
+    submitted_now: Option<Ticket>,
+    /// The core's shards, for judging a refusal.
+    ring: Ring,
     step: u64,
     last_stats: tour_dispatcher::core::Stats,
     extra: Vec<Box<dyn Check>>,
@@ -217,6 +222,7 @@ const BOOK_CHECK_EVERY: u64 = 64;
 impl Checker {
     pub fn new(config: Config, services: Option<Services>) -> Self {
         Checker {
+            ring: Ring::new(config.shards, config.vnodes),
             config,
             services,
             epoch: 0,
@@ -246,6 +252,7 @@ impl Checker {
             verdicts: None,
             answered_now: 0,
             gone_now: None,
+            submitted_now: None,
             step: 0,
             last_stats: Default::default(),
             extra: Vec::new(),
@@ -298,13 +305,17 @@ impl Checker {
         self.verdicts = None;
         self.answered_now = 0;
         self.gone_now = None;
+        self.submitted_now = None;
         match input {
             Input::Submit {
                 ticket,
                 body,
                 idempotency_key,
                 deadline,
-            } => self.on_submit(now, *ticket, body, idempotency_key.as_deref(), *deadline),
+            } => {
+                self.submitted_now = Some(*ticket);
+                self.on_submit(now, *ticket, body, idempotency_key.as_deref(), *deadline)
+            }
             // The core fires due timers before it takes the input, so what
             // comes out of this step may still serve the ticket.
             Input::ClientGone { ticket } => self.gone_now = Some(*ticket),
@@ -363,7 +374,7 @@ impl Checker {
             // In flight or not, the core's book holds what the model holds.
             self.compare_book(now, core)?;
         }
-        self.count_stats(core);
+        self.count_stats(core)?;
         self.run_extra()
     }
 
@@ -373,6 +384,8 @@ impl Checker {
         self.coverage.hit(Mark::Crash);
         let survived = self.check_survivors(now, records);
         self.forget_process();
+        // What the restored core holds is where its first step begins.
+        self.last_stats = core.stats();
         survived
             .and_then(|()| {
                 self.adopt_records(now, records);
@@ -1169,6 +1182,9 @@ impl Checker {
         if overloaded && !d.draining && self.drain_deadline.is_some_and(|at| at <= now) {
             self.coverage.hit(Mark::DrainDeadline);
         }
+        if overloaded && !d.draining && self.submitted_now == Some(ticket) {
+            self.check_refusal_earned(ticket, d)?;
+        }
         if d.draining && !overloaded && now < d.deadline {
             return Err(safety(
                 Inv::ExactlyOneAnswer,
@@ -1410,6 +1426,32 @@ impl Checker {
 
     /// A ticket whose key remembers an answer for another payload must be
     /// refused as key reuse, not answered otherwise.
+    /// A submit refused at once (not for a drain) met a bound as the step
+    /// began: the attempt or key table full, or its shard's queue full with
+    /// no waiting allowed (a zero enqueue timeout, or the waiting line full).
+    /// The step's timers can only free room, never take it.
+    fn check_refusal_earned(&self, ticket: Ticket, d: &DispatchTicket) -> Checked {
+        let (c, s) = (&self.config, &self.last_stats);
+        let attempts_full = s.attempts >= u64::from(c.max_attempts);
+        let keys_full = d.key.is_some() && s.idempotency_keys >= u64::from(c.max_idempotency_keys);
+        let shard_full = d.params.as_ref().is_some_and(|p| {
+            let shard = self.ring.shard_of(&p.zipcode) as usize;
+            let at = |v: &Vec<u32>| v.get(shard).copied().unwrap_or(0);
+            at(&s.queue_depths) >= c.queue_capacity
+                && (c.enqueue_timeout_ms == 0 || at(&s.waiting) >= c.max_waiters)
+        });
+        if attempts_full || keys_full || shard_full {
+            return Ok(());
+        }
+        Err(safety(
+            Inv::Bounded,
+            format!(
+                "ticket {} was refused at once with room: {} attempts, {} keys, queues {:?}, waiting {:?}",
+                ticket.0, s.attempts, s.idempotency_keys, s.queue_depths, s.waiting
+            ),
+        ))
+    }
+
     fn check_not_refused_reuse(
         &self,
         model: &TicketModel,
@@ -1724,8 +1766,14 @@ impl Checker {
         Ok(())
     }
 
-    fn count_stats(&mut self, core: &Dispatcher) {
+    fn count_stats(&mut self, core: &Dispatcher) -> Checked {
         let s = core.stats();
+        if self.config.enqueue_timeout_ms == 0 && s.queue_full_waits > 0 {
+            return Err(safety(
+                Inv::Bounded,
+                "a request waited for room with an enqueue timeout of 0".to_string(),
+            ));
+        }
         if s.queue_full_waits > self.last_stats.queue_full_waits {
             self.coverage.hit(Mark::QueueOverflow);
         }
@@ -1736,6 +1784,7 @@ impl Checker {
             self.coverage.hit(Mark::JoinedTicket);
         }
         self.last_stats = s;
+        Ok(())
     }
 
     fn run_extra(&mut self) -> Checked {
