@@ -160,6 +160,9 @@ enum Event {
     GiveUp {
         ticket: Ticket,
     },
+    GiveUpCancel {
+        ticket: Ticket,
+    },
     Cancel {
         client: usize,
     },
@@ -1153,7 +1156,22 @@ impl<'c, T: Tap> World<'c, T> {
             self.clients.len() - 1
         });
         self.tickets.insert(ticket, client);
+        if self.choices.chance(self.scenario.clients.give_up_pm) {
+            let patience = self.choices.below(50);
+            self.after(patience, Event::GiveUpCancel { ticket });
+        }
         self.feed(Input::CancelAssignment { ticket, id })
+    }
+
+    /// A DELETE's client stops waiting: it sends the DELETE again (which
+    /// joins the cancel in flight), then drops its first connection.
+    fn give_up_cancel(&mut self, ticket: Ticket) -> Result<(), Violation> {
+        let Some(client) = self.tickets.remove(&ticket) else {
+            return Ok(());
+        };
+        self.stats.give_ups += 1;
+        self.cancel(Some(client))?;
+        self.feed(Input::ClientGone { ticket })
     }
 
     // ----- events --------------------------------------------------------------
@@ -1166,6 +1184,7 @@ impl<'c, T: Tap> World<'c, T> {
             }
             Event::Send { client } => self.send(client),
             Event::GiveUp { ticket } => self.give_up(ticket),
+            Event::GiveUpCancel { ticket } => self.give_up_cancel(ticket),
             Event::Cancel { client } => self.cancel(Some(client)),
             Event::StrayCancel => self.cancel(None),
             Event::Stream { epoch, call } => self.on_stream(epoch, call),
