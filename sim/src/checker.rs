@@ -1122,7 +1122,14 @@ impl Checker {
         };
         match model.state {
             TicketState::Waiting => self.count_waiting(ticket, -1),
-            TicketState::Gone => {}
+            // Answered in the step its client left: the core fires due
+            // timers first. Later the core must have forgotten it.
+            TicketState::Gone => {
+                return Err(safety(
+                    Inv::NoOrphanCalls,
+                    format!("an answer to ticket {} after its client left", ticket.0),
+                ))
+            }
             TicketState::Answered => {
                 return Err(safety(
                     Inv::ExactlyOneAnswer,

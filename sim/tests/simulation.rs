@@ -431,11 +431,15 @@ struct UnboundedQueue {
 
 impl Tap for UnboundedQueue {
     fn input(&mut self, _now: Timestamp, input: &Input) {
-        if let Input::Submit {
-            ticket, deadline, ..
-        } = input
-        {
-            self.deadlines.insert(*ticket, *deadline);
+        match input {
+            Input::Submit {
+                ticket, deadline, ..
+            } => {
+                self.deadlines.insert(*ticket, *deadline);
+            }
+            // A request held in the queue forgets a client that left.
+            Input::ClientGone { ticket } => self.held.retain(|(_, t)| t != ticket),
+            _ => {}
         }
     }
     fn output(&mut self, now: Timestamp, out: Output, emit: &mut Vec<Output>) {
