@@ -747,6 +747,28 @@ fn nonsense_inputs_are_ignored_and_counted() {
 }
 
 #[test]
+fn journal_acknowledgements_of_no_write_change_nothing() {
+    let mut h = Harness::new(config());
+    let out = h.submit(0, 1, body(), Some("k"), 10_000);
+    let (call, _) = fetch_call(&out).unwrap();
+    let seq = write_one_slot(&mut h, 1, call);
+    // With the booking's write in flight: a failure from seq 0 (there is
+    // none) or past the last write, and a success past the last write.
+    for nonsense in [
+        Input::PersistFailed { from: 0 },
+        Input::PersistFailed { from: seq + 1 },
+        Input::PersistFailed { from: seq + 7 },
+        Input::Persisted { upto: seq + 1 },
+    ] {
+        assert!(h.at(3, nonsense.clone()).is_empty(), "{nonsense:?}");
+    }
+    assert_eq!(h.d.stats().ignored_inputs, 4);
+    assert_eq!(h.d.durable_seq(), 0, "nothing was made durable");
+    let out = h.at(4, Input::Persisted { upto: seq });
+    assert_eq!(status_of(&out, 1), Some(201), "the write still stands");
+}
+
+#[test]
 fn an_expired_deadline_on_arrival_answers_504_at_once() {
     let mut h = Harness::new(config());
     let out = h.submit(10, 1, body(), None, 10);
