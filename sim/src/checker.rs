@@ -14,6 +14,7 @@ use crate::invariant::{liveness, safety, Invariant as Inv, Violation};
 use crate::services::Services;
 use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use tour_dispatcher::core::ring::Ring;
 use tour_dispatcher::core::time::MS_PER_MINUTE;
 use tour_dispatcher::core::{
@@ -181,6 +182,8 @@ pub struct Checker {
     max_call: u64,
     writes: BTreeMap<u64, Write>,
     last_seq: u64,
+    /// The highest seq the journal said durable (this process).
+    durable_seq: u64,
     bookings: BTreeMap<AssignmentId, Booking>,
     /// Held bookings (in flight or durable, confirmed): agent → start → (end, id).
     agenda: BTreeMap<CompactString, BTreeMap<Timestamp, (Timestamp, AssignmentId)>>,
@@ -236,6 +239,7 @@ impl Checker {
             max_call: 0,
             writes: BTreeMap::new(),
             last_seq: 0,
+            durable_seq: 0,
             bookings: BTreeMap::new(),
             agenda: BTreeMap::new(),
             per_day: BTreeMap::new(),
@@ -367,6 +371,7 @@ impl Checker {
         }
         self.check_bounds(core)?;
         self.check_deadlines(now)?;
+        self.check_core_state(core)?;
         if self.is_quiet() && self.changed_since_quiet {
             self.changed_since_quiet = false;
             self.check_quiet(now, core)?;
@@ -418,6 +423,7 @@ impl Checker {
         self.writes.clear();
         self.failed_bookings.clear();
         self.last_seq = 0;
+        self.durable_seq = 0;
         self.draining = false;
         self.drain_deadline = None;
         self.last_stats = Default::default();
@@ -662,6 +668,7 @@ impl Checker {
         if upto > self.last_seq {
             return Ok(());
         }
+        self.durable_seq = self.durable_seq.max(upto);
         self.settle(upto, true)
     }
 
@@ -675,6 +682,7 @@ impl Checker {
         }
         // Writes before `from` are durable; the settle cannot fail for them
         // (an undo of an acknowledged booking is caught when it is written).
+        self.durable_seq = self.durable_seq.max(from - 1);
         let _ = self.settle(from - 1, true);
         let _ = self.settle(u64::MAX, false);
     }
@@ -1684,6 +1692,41 @@ impl Checker {
         }
     }
 
+    /// What the core says of itself to the server agrees with the model:
+    /// draining and idle (the driver exits on them once every ticket is
+    /// answered), and how far the journal is durable (the seq a snapshot
+    /// is labelled with).
+    fn check_core_state(&self, core: &Dispatcher) -> Checked {
+        let disagree = |inv: Inv, what: &str, core: &dyn fmt::Display, model: &dyn fmt::Display| {
+            Err(safety(
+                inv,
+                format!("the core says {what} is {core}, the model {model}"),
+            ))
+        };
+        let quiet = self.is_quiet();
+        if core.is_draining() != self.draining {
+            return disagree(
+                Inv::ExactlyOneAnswer,
+                "draining",
+                &core.is_draining(),
+                &self.draining,
+            );
+        }
+        if core.is_idle() != quiet {
+            return disagree(Inv::ExactlyOneAnswer, "idle", &core.is_idle(), &quiet);
+        }
+        if core.durable_seq() != self.durable_seq {
+            let (seq, model) = (core.durable_seq(), self.durable_seq);
+            return disagree(
+                Inv::DurableBeforeAcknowledged,
+                "the durable seq",
+                &seq,
+                &model,
+            );
+        }
+        Ok(())
+    }
+
     /// Nothing waits on the core: no journal write, no dispatch ticket.
     fn is_quiet(&self) -> bool {
         self.writes.is_empty() && self.deadlines.is_empty()
@@ -1725,7 +1768,44 @@ impl Checker {
                 ),
             ));
         }
+        if core.config() != &self.config {
+            return Err(safety(
+                Inv::Bounded,
+                "the core reports another configuration than it was made with".to_string(),
+            ));
+        }
+        self.compare_assignments(now, core)?;
         self.compare_book(now, core)
+    }
+
+    /// What reads are served (`GET /assignments/{id}`) is what is durable:
+    /// every durable booking still in retention, with its status, and no
+    /// booking the model never saw.
+    fn compare_assignments(&self, now: Timestamp, core: &Dispatcher) -> Checked {
+        let retention = self.config.retention_ms();
+        let served: BTreeMap<AssignmentId, AssignmentStatus> = core
+            .assignments()
+            .iter()
+            .map(|a| (a.id, a.status))
+            .collect();
+        let wrong = |m: String| Err(safety(Inv::DurableBeforeAcknowledged, m));
+        for (id, b) in &self.bookings {
+            let status = match b.state {
+                BookingState::Durable => AssignmentStatus::Confirmed,
+                BookingState::Cancelled => AssignmentStatus::Cancelled,
+                BookingState::InFlight => continue,
+            };
+            if b.assignment.end.plus_ms(retention) > now && served.get(id) != Some(&status) {
+                return wrong(format!(
+                    "reads serve {id} as {:?}; it is durably {status:?}",
+                    served.get(id)
+                ));
+            }
+        }
+        match served.keys().find(|id| !self.bookings.contains_key(id)) {
+            Some(id) => wrong(format!("reads serve {id}, which was never booked")),
+            None => Ok(()),
+        }
     }
 
     fn compare_book(&self, now: Timestamp, core: &Dispatcher) -> Checked {
