@@ -769,7 +769,7 @@ impl Checker {
                 window,
                 duration_min,
                 after,
-                ..
+                deadline,
             } => {
                 let params = Params {
                     zipcode: zipcode.clone(),
@@ -779,7 +779,7 @@ impl Checker {
                 if after.is_some() {
                     self.coverage.hit(Mark::Refetch);
                 }
-                self.on_call(*call)?;
+                self.on_call(now, *call, *deadline)?;
                 if !self.waiting_params.contains_key(&params) {
                     return Err(safety(
                         Inv::NoOrphanCalls,
@@ -804,8 +804,11 @@ impl Checker {
                 call,
                 request,
                 candidates,
-                ..
-            } => self.on_check_rules(*call, request, candidates),
+                deadline,
+            } => {
+                self.on_call(now, *call, *deadline)?;
+                self.on_check_rules(*call, request, candidates)
+            }
             Output::CancelCall { call, reason } => self.on_cancel_call(*call, *reason),
             Output::Persist { seq, record } => self.on_persist(*seq, record),
             Output::Respond {
@@ -816,7 +819,21 @@ impl Checker {
         }
     }
 
-    fn on_call(&mut self, call: CallId) -> Checked {
+    /// A new call has a fresh id and a deadline not yet past. (It may be
+    /// due this instant: a run slot freed by one deadline starts the next
+    /// queued attempt before the timer of that attempt's own deadline, due
+    /// at the same millisecond, cancels it in the same step.)
+    fn on_call(&mut self, now: Timestamp, call: CallId, deadline: Timestamp) -> Checked {
+        if deadline < now {
+            return Err(safety(
+                Inv::NoOrphanCalls,
+                format!(
+                    "call {} starts with its deadline {} ms already past",
+                    call.0,
+                    deadline.as_millis()
+                ),
+            ));
+        }
         if call.0 <= self.max_call {
             return Err(safety(
                 Inv::NoOrphanCalls,
@@ -833,7 +850,6 @@ impl Checker {
         request: &tour_dispatcher::core::RuleRequest,
         candidates: &[Candidate],
     ) -> Checked {
-        self.on_call(call)?;
         let fetch = self.input_call.and_then(|c| self.calls.get(&c));
         let Some(CallKind::Fetch {
             params, streamed, ..
@@ -1779,10 +1795,12 @@ impl Checker {
     }
 
     /// What reads are served (`GET /assignments/{id}`) is what is durable:
-    /// every durable booking still in retention, with its status, and no
-    /// booking the model never saw.
+    /// every durable booking still in retention, with its status; none kept
+    /// past both its retention and its key's TTL; none the model never saw;
+    /// and the count of active reservations is the confirmed ones.
     fn compare_assignments(&self, now: Timestamp, core: &Dispatcher) -> Checked {
         let retention = self.config.retention_ms();
+        let ttl = self.config.idempotency_ttl_ms;
         let served: BTreeMap<AssignmentId, AssignmentStatus> = core
             .assignments()
             .iter()
@@ -1802,10 +1820,28 @@ impl Checker {
                 ));
             }
         }
-        match served.keys().find(|id| !self.bookings.contains_key(id)) {
-            Some(id) => wrong(format!("reads serve {id}, which was never booked")),
-            None => Ok(()),
+        for id in served.keys() {
+            let Some(b) = self.bookings.get(id) else {
+                return wrong(format!("reads serve {id}, which was never booked"));
+            };
+            let kept_until = b.key.map_or(Timestamp::ZERO, |k| k.created_at.plus_ms(ttl));
+            if b.assignment.end.plus_ms(retention).max(kept_until) <= now {
+                return wrong(format!(
+                    "reads still serve {id} past its retention and its key's TTL"
+                ));
+            }
         }
+        let confirmed = served
+            .values()
+            .filter(|&&s| s == AssignmentStatus::Confirmed)
+            .count() as u64;
+        let active = core.stats().reservations_active;
+        if active != confirmed {
+            return wrong(format!(
+                "the core counts {active} active reservations and serves {confirmed} confirmed"
+            ));
+        }
+        Ok(())
     }
 
     fn compare_book(&self, now: Timestamp, core: &Dispatcher) -> Checked {
