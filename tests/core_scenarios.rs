@@ -661,6 +661,29 @@ fn drain_refuses_new_work_and_cuts_off_at_its_deadline() {
 }
 
 #[test]
+fn a_drain_with_no_time_left_cuts_off_at_once() {
+    let mut h = Harness::new(config());
+    let out = h.submit(0, 1, body(), None, 5_000);
+    let (call, _) = fetch_call(&out).unwrap();
+    let out = h.at(
+        1,
+        Input::Drain {
+            deadline: Timestamp(T0 + 1),
+        },
+    );
+    assert!(matches!(
+        responses(&out)[..],
+        [(1, Response::Overloaded { .. }, false)]
+    ));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::CancelCall { call: c, .. } if *c == call)),
+        "the stream stops: {out:?}"
+    );
+    assert!(h.d.is_idle());
+}
+
+#[test]
 fn restore_rebuilds_bookings_keys_and_the_id_sequence() {
     let mut h = Harness::new(config());
     let Response::Assigned(a) = book(&mut h, 0, 1, Some("k"), "ag-1", NINE) else {

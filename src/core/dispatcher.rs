@@ -1031,8 +1031,15 @@ impl Dispatcher {
     }
 
     fn drain(&mut self, deadline: Timestamp) {
-        if !self.draining {
-            self.draining = true;
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        // A deadline already due (a drain timeout of 0) refuses what runs
+        // now, as a submit whose deadline passed is answered at once.
+        if deadline <= self.now {
+            self.drain_deadline();
+        } else {
             self.timers.set(deadline, TimerReason::Drain);
         }
     }
