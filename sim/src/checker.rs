@@ -14,7 +14,6 @@ use crate::invariant::{liveness, safety, Invariant as Inv, Violation};
 use crate::services::Services;
 use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use tour_dispatcher::core::ring::Ring;
 use tour_dispatcher::core::time::MS_PER_MINUTE;
 use tour_dispatcher::core::{
@@ -89,7 +88,8 @@ enum TicketKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TicketState {
     Waiting,
-    /// The client went away before an answer; at most one may still come.
+    /// The client went away before an answer; one may still come in the
+    /// step it left (the core fires due timers first), none after.
     Gone,
     Answered,
     /// Its process crashed: the connection dropped.
@@ -165,6 +165,36 @@ struct KeyModel {
     epoch: u32,
 }
 
+/// A call whose deadline is due as it starts must be cancelled in the same
+/// step. (One step may start such a call: a deadline that frees a run slot
+/// starts the next queued attempt before the timer of that attempt's own
+/// deadline, due as well, cancels it.)
+fn check_calls_live(now: Timestamp, outputs: &[Output]) -> Checked {
+    for out in outputs {
+        let (call, deadline) = match out {
+            Output::FetchAvailability { call, deadline, .. }
+            | Output::CheckRules { call, deadline, .. } => (*call, *deadline),
+            _ => continue,
+        };
+        let cancelled = || {
+            outputs
+                .iter()
+                .any(|o| matches!(o, Output::CancelCall { call: c, .. } if *c == call))
+        };
+        if deadline <= now && !cancelled() {
+            return Err(safety(
+                Inv::NoOrphanCalls,
+                format!(
+                    "call {} starts with its deadline {} ms already due and runs on",
+                    call.0,
+                    deadline.as_millis()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The model and the invariants.
 pub struct Checker {
     config: Config,
@@ -207,8 +237,9 @@ pub struct Checker {
     gone_now: Option<Ticket>,
     /// The dispatch ticket this step submitted.
     submitted_now: Option<Ticket>,
-    /// The core's shards, for judging a refusal.
-    ring: Ring,
+    /// The core's shards, for judging a refusal (`None` for a configuration
+    /// that has none, which `restore` refuses).
+    ring: Option<Ring>,
     step: u64,
     last_stats: tour_dispatcher::core::Stats,
     extra: Vec<Box<dyn Check>>,
@@ -225,7 +256,8 @@ const BOOK_CHECK_EVERY: u64 = 64;
 impl Checker {
     pub fn new(config: Config, services: Option<Services>) -> Self {
         Checker {
-            ring: Ring::new(config.shards, config.vnodes),
+            ring: (config.shards > 0 && config.vnodes > 0)
+                .then(|| Ring::new(config.shards, config.vnodes)),
             config,
             services,
             epoch: 0,
@@ -285,6 +317,20 @@ impl Checker {
     /// Starts from durable records (a trace's initial state).
     pub fn start(&mut self, now: Timestamp, records: &[Record], core: &Dispatcher) -> Checked {
         self.adopt_records(now, records);
+        self.begin_process(now, core)
+    }
+
+    /// A process begins from `core`, restored from the adopted records: it
+    /// holds what the model holds, was made with the model's configuration,
+    /// and its first step starts from its counts.
+    fn begin_process(&mut self, now: Timestamp, core: &Dispatcher) -> Checked {
+        self.last_stats = core.stats();
+        if core.config() != &self.config {
+            return Err(safety(
+                Inv::Bounded,
+                "the core reports another configuration than it was made with".to_string(),
+            ));
+        }
         self.compare_restored(now, core)
     }
 
@@ -316,10 +362,7 @@ impl Checker {
                 body,
                 idempotency_key,
                 deadline,
-            } => {
-                self.submitted_now = Some(*ticket);
-                self.on_submit(now, *ticket, body, idempotency_key.as_deref(), *deadline)
-            }
+            } => self.on_submit(now, *ticket, body, idempotency_key.as_deref(), *deadline),
             // The core fires due timers before it takes the input, so what
             // comes out of this step may still serve the ticket.
             Input::ClientGone { ticket } => self.gone_now = Some(*ticket),
@@ -363,6 +406,7 @@ impl Checker {
             self.on_output(now, out)?;
         }
         self.check_failure_answered(outputs)?;
+        check_calls_live(now, outputs)?;
         if let Some(call) = self.terminal.take() {
             self.calls.remove(&call);
         }
@@ -379,7 +423,7 @@ impl Checker {
             // In flight or not, the core's book holds what the model holds.
             self.compare_book(now, core)?;
         }
-        self.count_stats(core)?;
+        self.count_stats(core);
         self.run_extra()
     }
 
@@ -389,12 +433,10 @@ impl Checker {
         self.coverage.hit(Mark::Crash);
         let survived = self.check_survivors(now, records);
         self.forget_process();
-        // What the restored core holds is where its first step begins.
-        self.last_stats = core.stats();
         survived
             .and_then(|()| {
                 self.adopt_records(now, records);
-                self.compare_restored(now, core)
+                self.begin_process(now, core)
             })
             .map_err(|mut v| {
                 v.step = self.step;
@@ -492,6 +534,7 @@ impl Checker {
         if self.tickets.contains_key(&ticket) {
             return;
         }
+        self.submitted_now = Some(ticket);
         let key = key.map(|k| {
             let secret = &self.config.secret;
             (
@@ -769,7 +812,7 @@ impl Checker {
                 window,
                 duration_min,
                 after,
-                deadline,
+                ..
             } => {
                 let params = Params {
                     zipcode: zipcode.clone(),
@@ -779,7 +822,7 @@ impl Checker {
                 if after.is_some() {
                     self.coverage.hit(Mark::Refetch);
                 }
-                self.on_call(now, *call, *deadline)?;
+                self.on_call(*call)?;
                 if !self.waiting_params.contains_key(&params) {
                     return Err(safety(
                         Inv::NoOrphanCalls,
@@ -804,9 +847,9 @@ impl Checker {
                 call,
                 request,
                 candidates,
-                deadline,
+                ..
             } => {
-                self.on_call(now, *call, *deadline)?;
+                self.on_call(*call)?;
                 self.on_check_rules(*call, request, candidates)
             }
             Output::CancelCall { call, reason } => self.on_cancel_call(*call, *reason),
@@ -819,21 +862,7 @@ impl Checker {
         }
     }
 
-    /// A new call has a fresh id and a deadline not yet past. (It may be
-    /// due this instant: a run slot freed by one deadline starts the next
-    /// queued attempt before the timer of that attempt's own deadline, due
-    /// at the same millisecond, cancels it in the same step.)
-    fn on_call(&mut self, now: Timestamp, call: CallId, deadline: Timestamp) -> Checked {
-        if deadline < now {
-            return Err(safety(
-                Inv::NoOrphanCalls,
-                format!(
-                    "call {} starts with its deadline {} ms already past",
-                    call.0,
-                    deadline.as_millis()
-                ),
-            ));
-        }
+    fn on_call(&mut self, call: CallId) -> Checked {
         if call.0 <= self.max_call {
             return Err(safety(
                 Inv::NoOrphanCalls,
@@ -1146,8 +1175,8 @@ impl Checker {
         };
         match model.state {
             TicketState::Waiting => self.count_waiting(ticket, -1),
-            // Answered in the step its client left: the core fires due
-            // timers first. Later the core must have forgotten it.
+            // Its client left in an earlier step (an answer in the step it
+            // leaves finds it still waiting): the core has forgotten it.
             TicketState::Gone => {
                 return Err(safety(
                     Inv::NoOrphanCalls,
@@ -1455,8 +1484,6 @@ impl Checker {
         Ok(())
     }
 
-    /// A ticket whose key remembers an answer for another payload must be
-    /// refused as key reuse, not answered otherwise.
     /// A submit refused at once (not for a drain) met a bound as the step
     /// began: the attempt or key table full, or its shard's queue full with
     /// no waiting allowed (a zero enqueue timeout, or the waiting line full).
@@ -1465,12 +1492,15 @@ impl Checker {
         let (c, s) = (&self.config, &self.last_stats);
         let attempts_full = s.attempts >= u64::from(c.max_attempts);
         let keys_full = d.key.is_some() && s.idempotency_keys >= u64::from(c.max_idempotency_keys);
-        let shard_full = d.params.as_ref().is_some_and(|p| {
-            let shard = self.ring.shard_of(&p.zipcode) as usize;
-            let at = |v: &Vec<u32>| v.get(shard).copied().unwrap_or(0);
-            at(&s.queue_depths) >= c.queue_capacity
-                && (c.enqueue_timeout_ms == 0 || at(&s.waiting) >= c.max_waiters)
-        });
+        let shard_full = match (&d.params, &self.ring) {
+            (Some(p), Some(ring)) => {
+                let shard = ring.shard_of(&p.zipcode) as usize;
+                let at = |v: &Vec<u32>| v.get(shard).copied().unwrap_or(0);
+                at(&s.queue_depths) >= c.queue_capacity
+                    && (c.enqueue_timeout_ms == 0 || at(&s.waiting) >= c.max_waiters)
+            }
+            _ => false,
+        };
         if attempts_full || keys_full || shard_full {
             return Ok(());
         }
@@ -1483,6 +1513,8 @@ impl Checker {
         ))
     }
 
+    /// A ticket whose key remembers an answer for another payload must be
+    /// refused as key reuse, not answered otherwise.
     fn check_not_refused_reuse(
         &self,
         model: &TicketModel,
@@ -1656,6 +1688,12 @@ impl Checker {
             c.max_idempotency_keys.into(),
         )?;
         over("attempts", s.attempts, c.max_attempts.into())?;
+        // With an enqueue timeout of 0 nobody waits for room. (The model
+        // reads the setting itself: a helper shared with the core would
+        // share its mistakes.)
+        if c.enqueue_timeout_ms == 0 {
+            over("requests that waited for room", s.queue_full_waits, 0)?;
+        }
         let groups = self.waiting_keyless + self.waiting_keys.len() as u64;
         let outcome_writes = self
             .writes
@@ -1713,32 +1751,33 @@ impl Checker {
     /// answered), and how far the journal is durable (the seq a snapshot
     /// is labelled with).
     fn check_core_state(&self, core: &Dispatcher) -> Checked {
-        let disagree = |inv: Inv, what: &str, core: &dyn fmt::Display, model: &dyn fmt::Display| {
-            Err(safety(
-                inv,
-                format!("the core says {what} is {core}, the model {model}"),
-            ))
-        };
-        let quiet = self.is_quiet();
-        if core.is_draining() != self.draining {
-            return disagree(
+        let (draining, idle, durable) = (core.is_draining(), core.is_idle(), core.durable_seq());
+        if draining != self.draining {
+            return Err(safety(
                 Inv::ExactlyOneAnswer,
-                "draining",
-                &core.is_draining(),
-                &self.draining,
-            );
+                format!(
+                    "the core says draining is {draining}, the model {}",
+                    self.draining
+                ),
+            ));
         }
-        if core.is_idle() != quiet {
-            return disagree(Inv::ExactlyOneAnswer, "idle", &core.is_idle(), &quiet);
+        if idle != self.is_quiet() {
+            return Err(safety(
+                Inv::ExactlyOneAnswer,
+                format!(
+                    "the core says idle is {idle}, the model {}",
+                    self.is_quiet()
+                ),
+            ));
         }
-        if core.durable_seq() != self.durable_seq {
-            let (seq, model) = (core.durable_seq(), self.durable_seq);
-            return disagree(
+        if durable != self.durable_seq {
+            return Err(safety(
                 Inv::DurableBeforeAcknowledged,
-                "the durable seq",
-                &seq,
-                &model,
-            );
+                format!(
+                    "the core says writes up to {durable} are durable, the journal {}",
+                    self.durable_seq
+                ),
+            ));
         }
         Ok(())
     }
@@ -1784,23 +1823,16 @@ impl Checker {
                 ),
             ));
         }
-        if core.config() != &self.config {
-            return Err(safety(
-                Inv::Bounded,
-                "the core reports another configuration than it was made with".to_string(),
-            ));
-        }
-        self.compare_assignments(now, core)?;
+        self.compare_assignments(core)?;
         self.compare_book(now, core)
     }
 
     /// What reads are served (`GET /assignments/{id}`) is what is durable:
-    /// every durable booking still in retention, with its status; none kept
-    /// past both its retention and its key's TTL; none the model never saw;
-    /// and the count of active reservations is the confirmed ones.
-    fn compare_assignments(&self, now: Timestamp, core: &Dispatcher) -> Checked {
-        let retention = self.config.retention_ms();
-        let ttl = self.config.idempotency_ttl_ms;
+    /// every durable booking in retention, with its status; none past it;
+    /// none the model never saw; and the count of active reservations is
+    /// the confirmed ones.
+    fn compare_assignments(&self, core: &Dispatcher) -> Checked {
+        let now = core.now();
         let served: BTreeMap<AssignmentId, AssignmentStatus> = core
             .assignments()
             .iter()
@@ -1813,7 +1845,7 @@ impl Checker {
                 BookingState::Cancelled => AssignmentStatus::Cancelled,
                 BookingState::InFlight => continue,
             };
-            if b.assignment.end.plus_ms(retention) > now && served.get(id) != Some(&status) {
+            if self.in_retention(b.assignment.end, now) && served.get(id) != Some(&status) {
                 return wrong(format!(
                     "reads serve {id} as {:?}; it is durably {status:?}",
                     served.get(id)
@@ -1821,14 +1853,12 @@ impl Checker {
             }
         }
         for id in served.keys() {
-            let Some(b) = self.bookings.get(id) else {
-                return wrong(format!("reads serve {id}, which was never booked"));
-            };
-            let kept_until = b.key.map_or(Timestamp::ZERO, |k| k.created_at.plus_ms(ttl));
-            if b.assignment.end.plus_ms(retention).max(kept_until) <= now {
-                return wrong(format!(
-                    "reads still serve {id} past its retention and its key's TTL"
-                ));
+            match self.bookings.get(id) {
+                None => return wrong(format!("reads serve {id}, which was never booked")),
+                Some(b) if !self.in_retention(b.assignment.end, now) => {
+                    return wrong(format!("reads still serve {id} past its retention"))
+                }
+                Some(_) => {}
             }
         }
         let confirmed = served
@@ -1844,8 +1874,13 @@ impl Checker {
         Ok(())
     }
 
+    /// Whether a booking that ends at `end` is still kept at `now` (the
+    /// retention is at least the key TTL, so it outlives the key).
+    fn in_retention(&self, end: Timestamp, now: Timestamp) -> bool {
+        end.plus_ms(self.config.retention_ms()) > now
+    }
+
     fn compare_book(&self, now: Timestamp, core: &Dispatcher) -> Checked {
-        let retention = self.config.retention_ms();
         let model: BTreeSet<(&str, Window, AssignmentId)> = self
             .agenda
             .iter()
@@ -1854,7 +1889,7 @@ impl Checker {
                     .iter()
                     .map(move |(&s, &(e, id))| (agent.as_str(), Window::new(s, e), id))
             })
-            .filter(|(_, w, _)| w.end.plus_ms(retention) > now)
+            .filter(|(_, w, _)| self.in_retention(w.end, now))
             .collect();
         let held: BTreeSet<(&str, Window, AssignmentId)> = core.book().iter().collect();
         let counted = core.book().len();
@@ -1889,14 +1924,8 @@ impl Checker {
         Ok(())
     }
 
-    fn count_stats(&mut self, core: &Dispatcher) -> Checked {
+    fn count_stats(&mut self, core: &Dispatcher) {
         let s = core.stats();
-        if self.config.enqueue_timeout_ms == 0 && s.queue_full_waits > 0 {
-            return Err(safety(
-                Inv::Bounded,
-                "a request waited for room with an enqueue timeout of 0".to_string(),
-            ));
-        }
         if s.queue_full_waits > self.last_stats.queue_full_waits {
             self.coverage.hit(Mark::QueueOverflow);
         }
@@ -1907,7 +1936,6 @@ impl Checker {
             self.coverage.hit(Mark::JoinedTicket);
         }
         self.last_stats = s;
-        Ok(())
     }
 
     fn run_extra(&mut self) -> Checked {
@@ -1939,9 +1967,8 @@ impl Checker {
         let durable = DurableState::of(records);
         let lost = |m: String| Err(safety(Inv::DurableBeforeAcknowledged, m));
         let pending = |f: &dyn Fn(&Write) -> bool| self.writes.values().any(f);
-        let retention = self.config.retention_ms();
         for (id, b) in &self.bookings {
-            if b.assignment.end.plus_ms(retention) <= now {
+            if !self.in_retention(b.assignment.end, now) {
                 continue;
             }
             let kept = durable.assignments.get(id).map(|a| a.status);
@@ -2052,9 +2079,8 @@ impl Checker {
     /// The restored core holds what the records hold.
     fn compare_restored(&self, now: Timestamp, core: &Dispatcher) -> Checked {
         let restored = DurableState::of(&core.snapshot());
-        let retention = self.config.retention_ms();
         for (id, b) in &self.bookings {
-            if b.assignment.end.plus_ms(retention) <= now {
+            if !self.in_retention(b.assignment.end, now) {
                 continue;
             }
             let got = core.assignment(id);

@@ -162,6 +162,7 @@ enum Event {
     },
     GiveUpCancel {
         ticket: Ticket,
+        id: AssignmentId,
     },
     Cancel {
         client: usize,
@@ -1137,6 +1138,11 @@ impl<'c, T: Tap> World<'c, T> {
             }
             None => AssignmentId(self.choices.below(u64::MAX)),
         };
+        self.send_cancel(client, id)
+    }
+
+    /// Sends a DELETE of `id` for `client` (a new one if `None`).
+    fn send_cancel(&mut self, client: Option<usize>, id: AssignmentId) -> Result<(), Violation> {
         if self.core.is_none() {
             return Ok(());
         }
@@ -1158,19 +1164,19 @@ impl<'c, T: Tap> World<'c, T> {
         self.tickets.insert(ticket, client);
         if self.choices.chance(self.scenario.clients.give_up_pm) {
             let patience = self.choices.below(50);
-            self.after(patience, Event::GiveUpCancel { ticket });
+            self.after(patience, Event::GiveUpCancel { ticket, id });
         }
         self.feed(Input::CancelAssignment { ticket, id })
     }
 
-    /// A DELETE's client stops waiting: it sends the DELETE again (which
-    /// joins the cancel in flight), then drops its first connection.
-    fn give_up_cancel(&mut self, ticket: Ticket) -> Result<(), Violation> {
+    /// A DELETE's client stops waiting: it sends the same DELETE again
+    /// (which joins the cancel in flight), then drops its first connection.
+    fn give_up_cancel(&mut self, ticket: Ticket, id: AssignmentId) -> Result<(), Violation> {
         let Some(client) = self.tickets.remove(&ticket) else {
             return Ok(());
         };
         self.stats.give_ups += 1;
-        self.cancel(Some(client))?;
+        self.send_cancel(Some(client), id)?;
         self.feed(Input::ClientGone { ticket })
     }
 
@@ -1184,7 +1190,7 @@ impl<'c, T: Tap> World<'c, T> {
             }
             Event::Send { client } => self.send(client),
             Event::GiveUp { ticket } => self.give_up(ticket),
-            Event::GiveUpCancel { ticket } => self.give_up_cancel(ticket),
+            Event::GiveUpCancel { ticket, id } => self.give_up_cancel(ticket, id),
             Event::Cancel { client } => self.cancel(Some(client)),
             Event::StrayCancel => self.cancel(None),
             Event::Stream { epoch, call } => self.on_stream(epoch, call),
