@@ -8,6 +8,7 @@
 #
 #   benches/server_tail.sh 17000                   # the release binary, --ephemeral
 #   BINS="old/tour-dispatcher new/tour-dispatcher" RUNS=3 benches/server_tail.sh 17000
+#   FLAGS=durable benches/server_tail.sh 13000     # the durable journal, a fresh data dir each run
 #
 # Each run starts a fresh server, warms it with wrk (1 s, 32 connections),
 # reads /metrics, sends RATE requests/s for DURATION seconds, reads /metrics
@@ -29,7 +30,9 @@ trap 'rm -f "$before" "$after"' EXIT
 
 for run in $(seq "$RUNS"); do
     for bin in $BINS; do
-        "$bin" --listen "127.0.0.1:$PORT" --ephemeral >/dev/null 2>&1 &
+        data=$(mktemp -d)
+        if [ "${FLAGS:-ephemeral}" = durable ]; then mode=(--data-dir "$data"); else mode=(--ephemeral); fi
+        "$bin" --listen "127.0.0.1:$PORT" "${mode[@]}" >/dev/null 2>&1 &
         server=$!
         sleep 0.5
         WRK_KEY_PREFIX="tail-warm-$run" wrk -t1 -c32 -d1s -s benches/http.lua "$URL" >/dev/null
@@ -39,6 +42,7 @@ for run in $(seq "$RUNS"); do
         curl -s "$URL/metrics" >"$after"
         kill "$server"
         wait "$server" 2>/dev/null || true
+        rm -rf "$data"
         python3 - "$before" "$after" "$result" "$bin" <<'EOF'
 import json, sys
 

@@ -14,7 +14,7 @@ use tour_dispatcher::core::{
     Record, Timestamp,
 };
 use tour_dispatcher::journal::{Journal, JournalConfig};
-use tour_dispatcher::server::journal_file::FileStorage;
+use tour_dispatcher::server::journal_file::{FileStorage, JournalOptions};
 
 const AGENTS: u64 = 10_000;
 const HOUR_MS: u64 = 3_600_000;
@@ -58,8 +58,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         salvage: false,
     };
 
+    // As the server writes it: zeros ahead of the appends, which recovery cuts.
+    let preallocate = JournalOptions::default().preallocate_bytes;
     let started = Instant::now();
-    let mut journal = Journal::open(FileStorage::new(dir.path()), journal_config.clone())?.journal;
+    let mut journal = Journal::open(
+        FileStorage::new(dir.path(), preallocate),
+        journal_config.clone(),
+    )?
+    .journal;
     for n in 0..count {
         journal.append(n + 1, &booking(&config, n));
         if (n + 1) % 4096 == 0 {
@@ -76,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let started = Instant::now();
-    let opened = Journal::open(FileStorage::new(dir.path()), journal_config)?;
+    let opened = Journal::open(FileStorage::new(dir.path(), preallocate), journal_config)?;
     let read = started.elapsed();
     println!(
         "journal recovery (read, check, decode): {} records in {read:.2?}",

@@ -149,7 +149,8 @@ pub fn read_frame(bytes: &[u8], offset: usize) -> Result<(Entry, usize), FrameEr
         .ok_or(FrameError::Truncated)?;
     let len = le_u32(&head[..4]);
     // Zero is impossible too: every entry encodes to at least one byte, and
-    // a zeroed region (a hole) must not read as a run of empty frames.
+    // a zeroed region (a hole, or space preallocated ahead of the appends)
+    // must not read as a run of empty frames.
     if len == 0 || len as usize > MAX_PAYLOAD {
         return Err(FrameError::BadLength(len));
     }

@@ -206,8 +206,8 @@ impl<S: Storage> Journal<S> {
                 ),
             });
         }
-        let torn_bytes = bytes.len() as u64 - scan.valid_len;
-        if torn_bytes > 0 {
+        let torn_bytes = recovery::torn_len(&bytes, scan.valid_len);
+        if bytes.len() as u64 > scan.valid_len {
             self.storage
                 .truncate(&name, scan.valid_len)
                 .map_err(JournalError::storage("truncate", &name))?;

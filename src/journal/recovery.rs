@@ -13,6 +13,11 @@
 //! offset were durable. A crash may leave such bytes half written, or (on a
 //! real disk) written out of order. Anything else is *damage*, and recovery
 //! refuses to go on unless salvage is enabled.
+//!
+//! A run of zeros after the last frame is space written ahead of the
+//! appends (the server preallocates its file so that a sync flushes data
+//! alone): no frame starts with a zero length, so it reads as the end of
+//! the file, and it is cut like a torn tail but not counted as one.
 
 use crate::core::record::Record;
 use crate::journal::error::JournalError;
@@ -54,7 +59,9 @@ pub struct RecoveryReport {
     pub file: Option<String>,
     /// Records recovered.
     pub records: usize,
-    /// Bytes of torn tail dropped and truncated away.
+    /// Bytes of torn tail dropped and truncated away, counted up to the
+    /// last one that is not zero: zeros at the end may be preallocated
+    /// space as well as part of a torn write, and are cut either way.
     pub torn_bytes: u64,
     /// Where the torn tail started, when there was one.
     pub torn_at: Option<u64>,
@@ -181,5 +188,97 @@ fn synced_beyond(bytes: &[u8], offset: usize) -> bool {
 /// The first offset after `bad` where a valid frame starts.
 fn next_frame(bytes: &[u8], bad: usize) -> Option<usize> {
     let last_start = bytes.len().checked_sub(FRAME_OVERHEAD + 1)?;
-    (bad + 1..=last_start).find(|&at| frame::read_frame(bytes, at).is_ok())
+    let mut at = bad + 1;
+    while at <= last_start {
+        // A frame's length is never zero, so one of its first four bytes is
+        // not: jump over runs of zeros (preallocated space) in one step.
+        if bytes[at..at + 4] == [0; 4] {
+            let nonzero = bytes[at + 4..].iter().position(|&b| b != 0)?;
+            at = (at + 4 + nonzero).saturating_sub(3).max(at + 1);
+            continue;
+        }
+        if frame::read_frame(bytes, at).is_ok() {
+            return Some(at);
+        }
+        at += 1;
+    }
+    None
+}
+
+/// How many of the bytes after `valid_len` are a torn write rather than
+/// the zeros of preallocated space.
+pub fn torn_len(bytes: &[u8], valid_len: u64) -> u64 {
+    let tail = bytes.get(valid_len as usize..).unwrap_or_default();
+    tail.iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |last| last as u64 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A record frame whose payload is 256 bytes long: its first byte (the
+    /// length's lowest) is zero, the hard case after a run of zeros.
+    fn frame_starting_with_zero() -> Vec<u8> {
+        let Record::Booked {
+            mut assignment,
+            key,
+        } = crate::journal::tests::record(1)
+        else {
+            unreachable!("record 1 is a booking")
+        };
+        (0..300)
+            .map(|n| {
+                assignment.customer_id = "c".repeat(n).into();
+                let mut out = Vec::new();
+                let booked = Record::Booked {
+                    assignment: assignment.clone(),
+                    key,
+                };
+                frame::push_record(&mut out, &booked).expect("a booking encodes");
+                out
+            })
+            .find(|out| out[..4] == [0, 1, 0, 0])
+            .expect("some customer id makes a payload of 256 bytes")
+    }
+
+    /// Bytes made of pieces: a synced mark (a valid frame), a frame that
+    /// starts with a zero, a run of zeros, or arbitrary bytes.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            any::<u64>().prop_map(|upto| {
+                let mut out = Vec::new();
+                frame::push_synced(&mut out, upto);
+                out
+            }),
+            Just(frame_starting_with_zero()),
+            (1usize..64).prop_map(|n| vec![0; n]),
+            proptest::collection::vec(any::<u8>(), 1..16),
+        ]
+    }
+
+    proptest! {
+        /// The search that jumps over zeros finds what trying every offset finds.
+        #[test]
+        fn next_frame_finds_the_first_valid_frame(
+            pieces in proptest::collection::vec(piece(), 1..12),
+            bad in 0usize..64,
+        ) {
+            let bytes = pieces.concat();
+            let bad = bad.min(bytes.len());
+            let every_offset = (bad + 1..bytes.len())
+                .find(|&at| frame::read_frame(&bytes, at).is_ok());
+            prop_assert_eq!(next_frame(&bytes, bad), every_offset);
+        }
+    }
+
+    #[test]
+    fn only_bytes_that_are_not_zero_count_as_torn() {
+        assert_eq!(torn_len(&[1, 2, 3, 0, 0], 1), 2);
+        assert_eq!(torn_len(&[1, 2, 3, 0, 9, 0], 1), 4);
+        assert_eq!(torn_len(&[1, 0, 0], 1), 0);
+        assert_eq!(torn_len(&[1], 1), 0);
+    }
 }

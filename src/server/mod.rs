@@ -282,6 +282,7 @@ fn open_journal(
     let bounds = settings.core_config(Default::default());
     let options = JournalOptions {
         salvage: settings.salvage,
+        preallocate_bytes: settings.journal_preallocate_kib << 10,
         // Room for every write the core can have in flight.
         queue_capacity: (bounds.max_attempts as usize)
             .saturating_add(bounds.max_pending_cancels as usize)

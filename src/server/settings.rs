@@ -46,6 +46,12 @@ pub struct Settings {
           default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub salvage: bool,
 
+    /// Journal space written with zeros ahead of the appends, in KiB, so that
+    /// a commit's sync flushes data alone (0 = the file grows with each commit).
+    #[arg(long, env = "TOUR_JOURNAL_PREALLOCATE_KIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    pub journal_preallocate_kib: u64,
+
     /// Number of shards.
     #[arg(long, env = "TOUR_SHARDS", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=1024))]

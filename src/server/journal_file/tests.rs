@@ -48,8 +48,12 @@ fn small_options() -> JournalOptions {
         salvage: false,
         max_batch_records: 256,
         queue_capacity: 10_000,
+        preallocate_bytes: PREALLOCATE,
     }
 }
+
+/// Small, so that tests cross many preallocation steps.
+const PREALLOCATE: u64 = 4096;
 
 /// A [`MemStorage`] the test keeps a hand on while the writer owns it,
 /// with an optional pause in every sync (a slow disk).
@@ -153,9 +157,10 @@ fn a_torn_tail_in_a_real_file_is_cut_off() {
     for n in 1..=10 {
         journal.append(n, record(n));
     }
+    journal.flush();
+    let len = journal.stats().file_len;
     drop(journal);
     let path = dir.path().join(log_name(1));
-    let len = fs::metadata(&path).unwrap().len();
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     file.set_len(len - 7).unwrap();
 
@@ -169,6 +174,81 @@ fn a_torn_tail_in_a_real_file_is_cut_off() {
         report.torn_at.unwrap(),
         "the tail was truncated"
     );
+}
+
+/// Opens a journal in `dir`, appends `seqs`, waits for them to be durable
+/// and stops it (as a crash would leave it: nothing is tidied); returns
+/// the length of what was appended.
+fn append_and_stop(dir: &Path, preallocate_bytes: u64, seqs: std::ops::RangeInclusive<u64>) -> u64 {
+    let options = JournalOptions {
+        preallocate_bytes,
+        ..small_options()
+    };
+    let (callback, _rx) = events();
+    let (journal, _, _) = DurableJournal::open(dir, options, callback).unwrap();
+    for n in seqs {
+        journal.append(n, record(n));
+    }
+    journal.flush();
+    journal.stats().file_len
+}
+
+#[test]
+fn appends_go_into_preallocated_zeros_which_recovery_cuts_without_calling_them_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(log_name(1));
+    let appended = append_and_stop(dir.path(), PREALLOCATE, 1..=40);
+    let bytes = fs::read(&path).unwrap();
+    assert_eq!(
+        bytes.len() as u64 % PREALLOCATE,
+        0,
+        "grown a step at a time"
+    );
+    assert!(bytes.len() as u64 > appended);
+    assert!(bytes[appended as usize..].iter().all(|&b| b == 0));
+
+    let (callback, _rx) = events();
+    let (journal, restored, report) =
+        DurableJournal::open(dir.path(), small_options(), callback).unwrap();
+    assert_eq!(restored, records(1..=40));
+    assert_eq!((report.torn_bytes, report.torn_at), (0, None));
+    assert_eq!(fs::metadata(&path).unwrap().len(), appended, "zeros cut");
+    // Appends after recovery start where the records end, zeros again ahead.
+    for n in 41..=60 {
+        journal.append(n, record(n));
+    }
+    journal.flush();
+    drop(journal);
+    let (callback, _rx) = events();
+    let (_journal, restored, _) =
+        DurableJournal::open(dir.path(), small_options(), callback).unwrap();
+    assert_eq!(restored, records(1..=60));
+}
+
+#[test]
+fn a_torn_write_into_preallocated_zeros_counts_only_its_own_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(log_name(1));
+    let appended = append_and_stop(dir.path(), PREALLOCATE, 1..=10);
+    let mut file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.seek(SeekFrom::Start(appended)).unwrap();
+    file.write_all(&[0xab; 5]).unwrap();
+    drop(file);
+
+    let (callback, _rx) = events();
+    let (_journal, restored, report) =
+        DurableJournal::open(dir.path(), small_options(), callback).unwrap();
+    assert_eq!(restored, records(1..=10));
+    assert_eq!((report.torn_bytes, report.torn_at), (5, Some(appended)));
+    assert_eq!(fs::metadata(&path).unwrap().len(), appended);
+}
+
+#[test]
+fn without_preallocation_the_file_ends_where_the_records_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let appended = append_and_stop(dir.path(), 0, 1..=40);
+    let on_disk = fs::metadata(dir.path().join(log_name(1))).unwrap().len();
+    assert_eq!(on_disk, appended);
 }
 
 #[test]
@@ -215,9 +295,12 @@ fn damage_in_a_real_file_is_refused_naming_its_path_and_offset() {
 #[test]
 fn a_crash_at_any_step_of_a_compaction_recovers_from_real_files() {
     let dir = tempfile::tempdir().unwrap();
-    let mut journal = Journal::open(FileStorage::new(dir.path()), JournalConfig::default())
-        .unwrap()
-        .journal;
+    let mut journal = Journal::open(
+        FileStorage::new(dir.path(), PREALLOCATE),
+        JournalConfig::default(),
+    )
+    .unwrap()
+    .journal;
     for n in 1..=30 {
         journal.append(n, &record(n));
         if n % 10 == 0 {
@@ -256,8 +339,11 @@ fn a_crash_at_any_step_of_a_compaction_recovers_from_real_files() {
         for (name, bytes) in &files {
             fs::write(crashed.path().join(name), bytes).unwrap();
         }
-        let opened = Journal::open(FileStorage::new(crashed.path()), JournalConfig::default())
-            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        let opened = Journal::open(
+            FileStorage::new(crashed.path(), PREALLOCATE),
+            JournalConfig::default(),
+        )
+        .unwrap_or_else(|e| panic!("{step}: {e}"));
         assert_eq!(state_of(opened.records), expected, "{step}");
         let left: Vec<String> = fs::read_dir(crashed.path())
             .unwrap()
