@@ -10,9 +10,10 @@
 //! roster's three regions, days 1–300 ahead, three-hour windows, and a
 //! unique `Idempotency-Key` each, so that most requests book.
 //!
-//! Bounded: `--rate × --seconds` requests on at most `--connections`
-//! connections; whatever has no answer `--grace-s` after the last one was
-//! due is counted as unanswered. Prints one JSON line.
+//! Bounded: `--rate × --seconds` requests on `--connections` connections,
+//! all opened before the first request is due (as wrk and wrk2 do);
+//! whatever has no answer `--grace-s` after the last one was due is counted
+//! as unanswered. Prints one JSON line, with the connections opened.
 //!
 //! `cargo run --release --example load -- --url http://127.0.0.1:8000 --rate 2000 --seconds 5`
 
@@ -40,8 +41,9 @@ struct Args {
     /// How long to send, in seconds.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Most connections open at once; a request that finds none free waits
-    /// (and that wait counts in its latency).
+    /// Connections, all opened before the first request is due; a request
+    /// that finds none free waits (and that wait counts in its latency). A
+    /// broken one is replaced when a request needs it.
     #[arg(long, default_value_t = 512)]
     connections: usize,
     /// How long after the last request was due answers are still awaited.
@@ -89,6 +91,8 @@ struct Pool {
     idle: Mutex<Vec<(SendRequest<Full<Bytes>>, OwnedSemaphorePermit)>>,
     room: Arc<Semaphore>,
     returned: Notify,
+    /// Connections opened, over the run.
+    opened: std::sync::atomic::AtomicU64,
 }
 
 type Conn = (SendRequest<Full<Bytes>>, OwnedSemaphorePermit);
@@ -113,6 +117,8 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stream = TcpStream::connect(self.addr)
             .await
             .map_err(|e| e.to_string())?;
@@ -226,7 +232,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         idle: Mutex::new(Vec::new()),
         room: Arc::new(Semaphore::new(args.connections.max(1))),
         returned: Notify::new(),
+        opened: Default::default(),
     });
+    // Every connection is opened before the clock starts, as with wrk: a
+    // generator that opened them on demand would answer a server's pause
+    // with a burst of handshakes, which both sides pay for while the late
+    // requests wait (a few milliseconds of pause became tens).
+    for _ in 0..args.connections.max(1) {
+        let permit = pool.room.clone().try_acquire_owned()?;
+        let sender = pool.connect().await?;
+        pool.give_back((sender, permit));
+    }
     let host: Arc<str> = authority.into();
     let total = args.rate.max(1) * args.seconds;
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
@@ -276,6 +292,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         sent_for,
         most_behind,
         lateness,
+        connections: pool.opened.load(std::sync::atomic::Ordering::Relaxed),
     };
     report(&args, total, timing, samples, &rss.lock().unwrap());
     Ok(())
@@ -287,6 +304,9 @@ struct Timing {
     most_behind: Duration,
     /// Microseconds each request was issued after it was due.
     lateness: Vec<u32>,
+    /// Connections the generator opened (a server that stalls makes it
+    /// open more, each costing a handshake on both sides).
+    connections: u64,
 }
 
 fn report(args: &Args, total: u64, timing: Timing, samples: Vec<Sample>, rss: &[u64]) {
@@ -308,7 +328,7 @@ fn report(args: &Args, total: u64, timing: Timing, samples: Vec<Sample>, rss: &[
         .collect();
     let rss: Vec<String> = rss.iter().map(u64::to_string).collect();
     println!(
-        r#"{{"rate":{},"seconds":{},"sent":{},"answered":{},"unanswered":{},"sent_for_s":{:.3},"most_behind_ms":{:.1},"lateness":{},"statuses":{{{}}},"all":{},"accepted":{},"rss_kb":[{}]}}"#,
+        r#"{{"rate":{},"seconds":{},"sent":{},"answered":{},"unanswered":{},"sent_for_s":{:.3},"most_behind_ms":{:.1},"connections":{},"lateness":{},"statuses":{{{}}},"all":{},"accepted":{},"rss_kb":[{}]}}"#,
         args.rate,
         args.seconds,
         total,
@@ -316,6 +336,7 @@ fn report(args: &Args, total: u64, timing: Timing, samples: Vec<Sample>, rss: &[
         total - samples.len() as u64,
         timing.sent_for.as_secs_f64(),
         timing.most_behind.as_secs_f64() * 1000.0,
+        timing.connections,
         latency_json(timing.lateness),
         statuses.join(","),
         latency_json(all),
