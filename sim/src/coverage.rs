@@ -32,6 +32,7 @@ marks! {
     PersistFailed => "journal write failed",
     Crash => "crash and restore",
     CrashMidCompaction => "crash mid compaction",
+    ZerosCut => "preallocated zeros cut at recovery",
     Compaction => "journal compaction",
     JoinedTicket => "joined ticket",
     StaleVerdict => "stale verdict",

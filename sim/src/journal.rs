@@ -4,7 +4,8 @@
 //!
 //! The world decides when a batch is committed (the sync latency), which
 //! writes and syncs fail, and what a crash keeps of what was not durable
-//! (torn tails, lost directory changes); it also stops the process in the
+//! (torn tails, lost directory changes, zeros where preallocated space was
+//! not yet written over); it also stops the process in the
 //! middle of a compaction now and then. Recovery after a crash is the
 //! journal's own `open`, so a restarted core is restored from exactly what
 //! the real recovery reads back.
@@ -18,7 +19,8 @@
 use crate::choices::{Choices, ChoicesExt};
 use tour_dispatcher::core::Record;
 use tour_dispatcher::journal::{
-    CrashChoices, Journal, JournalConfig, JournalError, MemStorage, Op, Settled, SnapshotReason,
+    CrashChoices, Journal, JournalConfig, JournalError, MemStorage, Op, RecoveryReport, Settled,
+    SnapshotReason,
 };
 
 /// A crash's choices, drawn from the world's choice source.
@@ -30,6 +32,22 @@ impl CrashChoices for Crash<'_> {
     }
     fn unsynced_bytes_kept(&mut self, _file: &str, unsynced: usize) -> usize {
         self.0.below(unsynced as u64 + 1) as usize
+    }
+    fn kept_start_zeroed(&mut self, _file: &str, kept: usize) -> usize {
+        if kept > 0 && self.0.chance(250_000) {
+            self.0.between(1, kept as u64) as usize
+        } else {
+            0
+        }
+    }
+    fn zeros_after(&mut self, _file: &str) -> usize {
+        // Half the crashes find the server's preallocated zeros, of up to
+        // a few frames' worth or a whole step.
+        match self.0.below(4) {
+            2 => self.0.between(1, 600) as usize,
+            3 => 256 << 10,
+            _ => 0,
+        }
     }
 }
 
@@ -123,7 +141,10 @@ impl SimJournal {
     /// The process died: the disk loses what was not durable (as `choices`
     /// decide), and the journal is recovered from it. Returns the records to
     /// restore the core from; the journal goes on from them.
-    pub fn crash(&mut self, choices: &mut dyn Choices) -> Result<Vec<Record>, JournalError> {
+    pub fn crash(
+        &mut self,
+        choices: &mut dyn Choices,
+    ) -> Result<(Vec<Record>, RecoveryReport), JournalError> {
         let placeholder = Journal::open(MemStorage::new(), self.config.clone())?.journal;
         let mut storage = std::mem::replace(&mut self.journal, placeholder).into_storage();
         storage.crash(&mut Crash(choices));
@@ -131,7 +152,7 @@ impl SimJournal {
         self.journal = opened.journal;
         self.staged = 0;
         self.syncing = false;
-        Ok(opened.records)
+        Ok((opened.records, opened.report))
     }
 }
 
@@ -178,7 +199,10 @@ mod tests {
         assert!(j.start_sync());
         assert_eq!(j.commit(None), vec![Settled::Persisted { upto: 6 }]);
         let mut zeros = Recorded::new(Vec::new());
-        assert_eq!(j.crash(&mut zeros).expect("recovers"), vec![rec(9), rec(6)]);
+        assert_eq!(
+            j.crash(&mut zeros).expect("recovers").0,
+            vec![rec(9), rec(6)]
+        );
     }
 
     #[test]
@@ -189,6 +213,6 @@ mod tests {
         j.commit(None);
         j.append(2, &rec(2));
         let mut zeros = Recorded::new(Vec::new());
-        assert_eq!(j.crash(&mut zeros).expect("recovers"), vec![rec(1)]);
+        assert_eq!(j.crash(&mut zeros).expect("recovers").0, vec![rec(1)]);
     }
 }

@@ -423,11 +423,7 @@ impl<'c, T: Tap> World<'c, T> {
         if self.core.is_none() {
             return Ok(());
         }
-        self.recovered = self
-            .journal
-            .as_mut()
-            .map(|j| j.crash(self.choices).map_err(|e| e.to_string()));
-        self.core = None;
+        self.crash_journal();
         self.restart()
     }
 
@@ -867,11 +863,7 @@ impl<'c, T: Tap> World<'c, T> {
             return;
         }
         self.stats.crashes += 1;
-        self.recovered = self
-            .journal
-            .as_mut()
-            .map(|j| j.crash(self.choices).map_err(|e| e.to_string()));
-        self.core = None;
+        self.crash_journal();
         self.epoch += 1;
         self.calls.clear();
         let lost: Vec<(Ticket, usize)> = std::mem::take(&mut self.tickets).into_iter().collect();
@@ -880,6 +872,25 @@ impl<'c, T: Tap> World<'c, T> {
         }
         let downtime = self.choices.between(1, self.faults.restart_ms);
         self.after(downtime, Event::Restart);
+    }
+
+    /// The process dies: the journal's disk crashes and is recovered, for
+    /// the restart to restore from.
+    fn crash_journal(&mut self) {
+        self.core = None;
+        let Some(journal) = self.journal.as_mut() else {
+            self.recovered = None;
+            return;
+        };
+        self.recovered = Some(match journal.crash(self.choices) {
+            Ok((records, report)) => {
+                if report.zeros_cut > 0 {
+                    self.checker.coverage.hit(Mark::ZerosCut);
+                }
+                Ok(records)
+            }
+            Err(e) => Err(e.to_string()),
+        });
     }
 
     fn restart(&mut self) -> Result<(), Violation> {

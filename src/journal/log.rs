@@ -234,6 +234,7 @@ impl<S: Storage> Journal<S> {
         let report = RecoveryReport {
             file: Some(name),
             torn_bytes,
+            zeros_cut: bytes.len() as u64 - scan.valid_len - torn_bytes,
             torn_at: (torn_bytes > 0).then_some(scan.valid_len),
             skipped: scan.skipped,
             ..RecoveryReport::default()

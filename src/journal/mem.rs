@@ -2,7 +2,9 @@
 //! driven from outside, so a seeded simulator reproduces it exactly:
 //!
 //! - bytes appended but not synced are lost in a [`crash`](MemStorage::crash),
-//!   except for a prefix whose length the caller chooses (a torn write);
+//!   except for a prefix whose length the caller chooses (a torn write), of
+//!   which a start may read back as zeros, and zeros may follow (a file
+//!   preallocated with zeros, as the server's storage writes it);
 //! - directory changes (create, rename, remove) not followed by a directory
 //!   sync are lost in a crash, except for a prefix the caller chooses (file
 //!   systems keep metadata changes in order);
@@ -37,6 +39,17 @@ pub trait CrashChoices {
     /// How many of the `unsynced` bytes appended to `file` since its last
     /// sync survive (a prefix: a torn write).
     fn unsynced_bytes_kept(&mut self, file: &str, unsynced: usize) -> usize;
+    /// How many of the `kept` unsynced bytes of `file`, from their start,
+    /// read back as zeros: a disk that wrote the end of a batch over space
+    /// preallocated with zeros, and not its start.
+    fn kept_start_zeroed(&mut self, _file: &str, _kept: usize) -> usize {
+        0
+    }
+    /// How many zeros follow what `file` keeps: space preallocated ahead
+    /// of the appends, as the server's storage leaves it.
+    fn zeros_after(&mut self, _file: &str) -> usize {
+        0
+    }
 }
 
 /// A crash that keeps nothing that was not durable.
@@ -94,10 +107,14 @@ impl MemFile {
             let unsynced = self.data.len() - self.synced;
             let kept = choices.unsynced_bytes_kept(name, unsynced).min(unsynced);
             self.data.truncate(self.synced + kept);
+            let zeroed = choices.kept_start_zeroed(name, kept).min(kept);
+            self.data[self.synced..self.synced + zeroed].fill(0);
         } else {
             self.data.truncate(self.synced);
             self.data.append(&mut self.durable_tail);
         }
+        let zeros = choices.zeros_after(name);
+        self.data.resize(self.data.len() + zeros, 0);
         self.synced = self.data.len();
     }
 }

@@ -63,6 +63,9 @@ pub struct RecoveryReport {
     /// last one that is not zero: zeros at the end may be preallocated
     /// space as well as part of a torn write, and are cut either way.
     pub torn_bytes: u64,
+    /// Zeros after the records and any torn bytes, cut too: space written
+    /// ahead of the appends (a stop or a crash leaves it).
+    pub zeros_cut: u64,
     /// Where the torn tail started, when there was one.
     pub torn_at: Option<u64>,
     /// Damaged regions skipped because salvage was enabled.

@@ -12,11 +12,14 @@
 pub trait Storage {
     /// The names of the files in the directory, in no particular order.
     fn list(&self) -> Result<Vec<String>, StorageError>;
-    /// The whole content of `name`.
+    /// The whole content of `name`. It may end in zeros past what was
+    /// appended (space a storage writes ahead of its appends, or a batch
+    /// a crash lost after the file grew): recovery reads them as the end.
     fn read(&self, name: &str) -> Result<Vec<u8>, StorageError>;
     /// Creates `name` empty, replacing a file of that name.
     fn create(&mut self, name: &str) -> Result<(), StorageError>;
-    /// Appends `bytes` at the end of `name`.
+    /// Appends `bytes` after what was appended to `name` (and after what
+    /// `name` held when the storage first opened it).
     fn append(&mut self, name: &str, bytes: &[u8]) -> Result<(), StorageError>;
     /// Makes the content of `name` durable.
     fn sync(&mut self, name: &str) -> Result<(), StorageError>;

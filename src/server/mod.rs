@@ -40,7 +40,7 @@ use crate::server::data_dir::SecretError;
 use crate::server::driver::{Command, Driver, DriverHandle, DriverParts};
 use crate::server::http::{App, Limits};
 use crate::server::journal::{EventQueue, Journal, MemoryJournal};
-use crate::server::journal_file::{DurableJournal, JournalOptions};
+use crate::server::journal_file::DurableJournal;
 use crate::server::metrics::Metrics;
 use crate::server::services::{EmbeddedSettings, Services};
 use crate::server::settings::{Settings, SettingsError};
@@ -279,18 +279,11 @@ fn open_journal(
     if settings.ephemeral {
         return Ok((Box::new(MemoryJournal::new(events.sink())), Vec::new()));
     }
-    let bounds = settings.core_config(Default::default());
-    let options = JournalOptions {
-        salvage: settings.salvage,
-        preallocate_bytes: settings.journal_preallocate_kib << 10,
-        // Room for every write the core can have in flight.
-        queue_capacity: (bounds.max_attempts as usize)
-            .saturating_add(bounds.max_pending_cancels as usize)
-            .saturating_add(1024),
-        ..JournalOptions::default()
-    };
-    let (journal, records, report) =
-        DurableJournal::open(&settings.data_dir, options, events.sink())?;
+    let (journal, records, report) = DurableJournal::open(
+        &settings.data_dir,
+        settings.journal_options(),
+        events.sink(),
+    )?;
     log_recovery(&settings.data_dir, &report);
     Ok((Box::new(journal), records))
 }
@@ -300,6 +293,7 @@ fn log_recovery(dir: &std::path::Path, report: &RecoveryReport) {
         dir = %dir.display(),
         file = report.file.as_deref().unwrap_or("(new journal)"),
         records = report.records,
+        zeros_cut = report.zeros_cut,
         "journal recovered"
     );
     if report.torn_bytes > 0 {

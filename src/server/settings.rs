@@ -7,6 +7,7 @@
 
 use crate::core::time::MS_PER_SECOND;
 use crate::core::{Config, ConfigError, Secret};
+use crate::server::journal_file::JournalOptions;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -49,7 +50,7 @@ pub struct Settings {
     /// Journal space written with zeros ahead of the appends, in KiB, so that
     /// a commit's sync flushes data alone (0 = the file grows with each commit).
     #[arg(long, env = "TOUR_JOURNAL_PREALLOCATE_KIB", default_value_t = 256,
-          value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+          value_parser = clap::value_parser!(u64).range(0..=65_536))]
     pub journal_preallocate_kib: u64,
 
     /// Number of shards.
@@ -278,6 +279,20 @@ impl Settings {
         }
     }
 
+    /// The durable journal's options.
+    pub fn journal_options(&self) -> JournalOptions {
+        let bounds = self.core_config(Secret::default());
+        JournalOptions {
+            salvage: self.salvage,
+            preallocate_bytes: self.journal_preallocate_kib << 10,
+            // Room for every write the core can have in flight.
+            queue_capacity: (bounds.max_attempts as usize)
+                .saturating_add(bounds.max_pending_cancels as usize)
+                .saturating_add(1024),
+            ..JournalOptions::default()
+        }
+    }
+
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
     }
@@ -365,6 +380,19 @@ mod tests {
             s.check(),
             Err(SettingsError::DefaultTimeoutAboveMax { .. })
         ));
+    }
+
+    #[test]
+    fn journal_preallocation_is_given_in_kib_and_bounded() {
+        let bytes = |s: Settings| s.journal_options().preallocate_bytes;
+        assert_eq!(bytes(Settings::defaults()), 256 << 10);
+        let off = parse(&["--journal-preallocate-kib", "0"]).unwrap();
+        assert_eq!(bytes(off), 0);
+        let most = parse(&["--journal-preallocate-kib", "65536"]).unwrap();
+        assert_eq!(bytes(most), 64 << 20);
+        assert!(parse(&["--journal-preallocate-kib", "65537"]).is_err());
+        let salvage = parse(&["--salvage"]).unwrap().journal_options();
+        assert!(salvage.salvage && !Settings::defaults().journal_options().salvage);
     }
 
     #[test]

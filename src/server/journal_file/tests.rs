@@ -212,6 +212,7 @@ fn appends_go_into_preallocated_zeros_which_recovery_cuts_without_calling_them_t
         DurableJournal::open(dir.path(), small_options(), callback).unwrap();
     assert_eq!(restored, records(1..=40));
     assert_eq!((report.torn_bytes, report.torn_at), (0, None));
+    assert_eq!(report.zeros_cut, bytes.len() as u64 - appended);
     assert_eq!(fs::metadata(&path).unwrap().len(), appended, "zeros cut");
     // Appends after recovery start where the records end, zeros again ahead.
     for n in 41..=60 {
@@ -240,7 +241,97 @@ fn a_torn_write_into_preallocated_zeros_counts_only_its_own_bytes() {
         DurableJournal::open(dir.path(), small_options(), callback).unwrap();
     assert_eq!(restored, records(1..=10));
     assert_eq!((report.torn_bytes, report.torn_at), (5, Some(appended)));
+    assert_eq!(report.zeros_cut, PREALLOCATE - appended % PREALLOCATE - 5);
     assert_eq!(fs::metadata(&path).unwrap().len(), appended);
+}
+
+/// A file with room for `room` bytes; past it a write fails with `kind`.
+struct Cramped {
+    bytes: std::io::Cursor<Vec<u8>>,
+    room: usize,
+    kind: io::ErrorKind,
+}
+
+impl Write for Cramped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let at = self.bytes.position() as usize;
+        let n = buf.len().min(self.room.saturating_sub(at));
+        if n == 0 && !buf.is_empty() {
+            return Err(self.kind.into());
+        }
+        self.bytes.write(&buf[..n])
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for Cramped {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.bytes.seek(pos)
+    }
+}
+
+fn cramped(room: usize, kind: io::ErrorKind) -> OpenFile<Cramped> {
+    OpenFile {
+        file: Cramped {
+            bytes: Default::default(),
+            room,
+            kind,
+        },
+        len: 0,
+        allocated: 0,
+    }
+}
+
+#[test]
+fn with_no_room_for_the_zeros_the_records_are_still_written() {
+    let mut file = cramped(100, io::ErrorKind::StorageFull);
+    file.append(&[7; 40], 64).unwrap();
+    file.append(&[8; 40], 64).unwrap();
+    assert_eq!(
+        (file.len, file.allocated),
+        (80, 100),
+        "zeros up to the room"
+    );
+    let written = file.file.bytes.get_ref();
+    assert_eq!(written[..80], [[7; 40], [8; 40]].concat());
+    assert!(written[80..].iter().all(|&b| b == 0));
+    // Past the room the records themselves fail, and the next append would
+    // go where this one started (the journal cuts what it wrote).
+    assert!(file.append(&[9; 40], 64).is_err());
+    assert_eq!(file.len, 80);
+}
+
+#[test]
+fn any_other_failure_to_write_the_zeros_fails_the_append() {
+    let mut file = cramped(50, io::ErrorKind::Other);
+    assert!(file.append(&[7; 40], 64).is_err());
+    let mut file = cramped(50, io::ErrorKind::StorageFull);
+    file.append(&[7; 40], 64).unwrap();
+    assert_eq!((file.len, file.allocated), (40, 50));
+}
+
+#[test]
+fn zeros_go_ahead_in_steps_and_appends_overwrite_them() {
+    let mut file = cramped(usize::MAX, io::ErrorKind::Other);
+    file.append(&[1; 10], 64).unwrap();
+    assert_eq!((file.len, file.allocated), (10, 64));
+    file.append(&[2; 54], 64).unwrap();
+    assert_eq!(
+        (file.len, file.allocated),
+        (64, 128),
+        "a full step asks for the next"
+    );
+    file.append(&[3; 200], 64).unwrap();
+    assert_eq!((file.len, file.allocated), (264, 320));
+    let written = file.file.bytes.into_inner();
+    assert_eq!(written.len(), 320);
+    assert_eq!(
+        &written[..264],
+        [&[1; 10][..], &[2; 54], &[3; 200]].concat()
+    );
+    assert!(written[264..].iter().all(|&b| b == 0));
 }
 
 #[test]
