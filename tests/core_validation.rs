@@ -99,6 +99,9 @@ fn window_bounds_must_be_rfc3339_with_an_offset() {
         "2027-01-02 09:00",
         "tomorrow",
         "2027-13-02T09:00:00Z",
+        "2027-01-02X09:00:00Z",
+        "2027-01-02_09:00:00Z",
+        "2027-01-02009:00:00Z",
     ] {
         assert_eq!(
             with(|r| r.window = window(bad, "2027-01-02T12:00:00Z")),
@@ -110,6 +113,14 @@ fn window_bounds_must_be_rfc3339_with_an_offset() {
         with(|r| r.window = window("2027-01-02T10:00:00+01:00", "2027-01-02T12:00:00Z")),
         []
     );
+    // RFC 3339 separates date and time with `T`, and allows `t` and a space.
+    for good in ["2027-01-02t09:00:00Z", "2027-01-02 09:00:00Z"] {
+        assert_eq!(
+            with(|r| r.window = window(good, "2027-01-02T12:00:00Z")),
+            [],
+            "{good}"
+        );
+    }
 }
 
 #[test]
@@ -164,6 +175,22 @@ fn duration_is_an_integer_from_15_to_240_within_the_window() {
     assert_eq!(
         with(|r| r.duration_minutes = Some(181)),
         [(Field::DurationMinutes, Problem::LongerThanWindow)]
+    );
+    // Judged against a window that is invalid otherwise, too: every
+    // invalid field is listed at once.
+    assert_eq!(
+        with(|r| r.window = window("2026-12-31T09:00:00Z", "2026-12-31T09:10:00Z")),
+        [
+            (Field::WindowEnd, Problem::EndInPast),
+            (Field::DurationMinutes, Problem::LongerThanWindow)
+        ]
+    );
+    assert_eq!(
+        with(|r| r.window = window("2028-01-02T09:00:00Z", "2028-01-02T09:10:00Z")),
+        [
+            (Field::WindowEnd, Problem::BeyondHorizon { days: 365 }),
+            (Field::DurationMinutes, Problem::LongerThanWindow)
+        ]
     );
 }
 

@@ -192,7 +192,7 @@ pub fn validate(
         Problem::BadZipcode,
         &mut fail,
     );
-    let window = validate_window(raw.window.as_ref(), now, config, &mut fail);
+    let (window, window_len_ms) = validate_window(raw.window.as_ref(), now, config, &mut fail);
     let duration = match raw.duration_minutes {
         None => {
             fail(Field::DurationMinutes, Problem::Missing);
@@ -204,10 +204,10 @@ pub fn validate(
         }
         Some(d) => {
             let d = d as u32;
-            if let Some(w) = window {
-                if u64::from(d) * MS_PER_MINUTE > w.len_ms() {
-                    fail(Field::DurationMinutes, Problem::LongerThanWindow);
-                }
+            // Judged whenever the window has a length, even one with other
+            // errors: a 422 lists every invalid field at once.
+            if window_len_ms.is_some_and(|len| u64::from(d) * MS_PER_MINUTE > len) {
+                fail(Field::DurationMinutes, Problem::LongerThanWindow);
             }
             Some(d)
         }
@@ -269,20 +269,36 @@ fn optional<'a>(
     }
 }
 
+/// The window if it is valid, and its length whenever both ends parse and
+/// the end comes after the start (valid or not otherwise).
 fn validate_window(
     raw: Option<&RawWindow>,
     now: Timestamp,
     config: &Config,
     fail: &mut impl FnMut(Field, Problem),
-) -> Option<Window> {
+) -> (Option<Window>, Option<u64>) {
     let Some(raw) = raw else {
         fail(Field::Window, Problem::Missing);
-        return None;
+        return (None, None);
     };
     // The start rounds up and the end down to the millisecond, so the window
     // never grows by rounding.
     let start = required_time(raw.start.as_deref(), Field::WindowStart, Rounding::Up, fail);
     let end = required_time(raw.end.as_deref(), Field::WindowEnd, Rounding::Down, fail);
+    let len_ms = match (start, end) {
+        (Some(start), Some(end)) if end > start => u64::try_from(end - start).ok(),
+        _ => None,
+    };
+    (check_window(start, end, now, config, fail), len_ms)
+}
+
+fn check_window(
+    start: Option<i128>,
+    end: Option<i128>,
+    now: Timestamp,
+    config: &Config,
+    fail: &mut impl FnMut(Field, Problem),
+) -> Option<Window> {
     let end = end?;
     let mut ok = true;
     if end <= now.as_millis() as i128 {
@@ -342,6 +358,11 @@ fn required_time(
 /// Milliseconds since the epoch of an RFC 3339 date-time with an offset.
 fn parse_rfc3339_ms(text: &str, rounding: Rounding) -> Option<i128> {
     use ::time::format_description::well_known::Rfc3339;
+    // The parser takes any byte between the date and the time; RFC 3339
+    // has `T`, and allows `t` and a space.
+    if !matches!(text.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
     let t = ::time::OffsetDateTime::parse(text, &Rfc3339).ok()?;
     let nanos = t.unix_timestamp_nanos();
     Some(match rounding {
