@@ -14,6 +14,7 @@ use crate::journal::{
     Journal, JournalConfig, JournalError, JournalStats, RecoveryReport, Settled, SnapshotReason,
     Storage, StorageError,
 };
+use crate::server::metrics::JournalMetrics;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -50,7 +51,7 @@ pub enum JournalEvent {
 }
 
 /// The journal's settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct JournalOptions {
     /// Compact once the current file has grown this much past its snapshot.
     pub compact_after_bytes: u64,
@@ -61,6 +62,8 @@ pub struct JournalOptions {
     /// Zeros written ahead of the appends at a time (see [`FileStorage`]);
     /// 0 = the file grows with each batch.
     pub preallocate_bytes: u64,
+    /// Where the writer reports its commits, if anywhere.
+    pub metrics: Option<JournalMetrics>,
     /// Appends queued for the writer. Should exceed the core's bound on
     /// writes in flight (`max_attempts` + `max_pending_cancels`): an append
     /// that finds the queue full fails, like a failed write.
@@ -74,6 +77,7 @@ impl Default for JournalOptions {
             salvage: false,
             max_batch_records: 4096,
             preallocate_bytes: 256 << 10,
+            metrics: None,
             queue_capacity: 65_536,
         }
     }
@@ -137,7 +141,13 @@ impl DurableJournal {
         let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));
         let lost_from = Arc::new(AtomicU64::new(0));
         let stats = Arc::new(Mutex::new(opened.journal.stats().clone()));
+        let reported = opened.journal.stats().clone();
+        if let Some(metrics) = &options.metrics {
+            metrics.copy_stats(&JournalStats::default(), &reported);
+        }
         let writer = Writer {
+            metrics: options.metrics,
+            reported,
             journal: opened.journal,
             receiver,
             events,
@@ -223,6 +233,9 @@ struct Writer<S: Storage> {
     events: Box<dyn Fn(JournalEvent) + Send>,
     lost_from: Arc<AtomicU64>,
     stats: Arc<Mutex<JournalStats>>,
+    metrics: Option<JournalMetrics>,
+    /// The stats as last reported to `metrics`.
+    reported: JournalStats,
     max_batch: usize,
     /// Records staged for the next commit.
     staged: usize,
@@ -343,7 +356,11 @@ impl<S: Storage> Writer<S> {
     }
 
     fn commit(&mut self) {
+        let started = now();
         self.journal.commit();
+        if let (Some(metrics), true) = (&self.metrics, self.staged > 0) {
+            metrics.committed(self.staged, started.elapsed());
+        }
         self.staged = 0;
         self.report();
         for done in self.flushes.drain(..) {
@@ -364,8 +381,13 @@ impl<S: Storage> Writer<S> {
             self.writable = writable;
             (self.events)(JournalEvent::Writable(writable));
         }
-        if let Ok(mut stats) = self.stats.lock() {
-            *stats = self.journal.stats().clone();
+        let stats = self.journal.stats();
+        if let Some(metrics) = &self.metrics {
+            metrics.copy_stats(&self.reported, stats);
+            self.reported = stats.clone();
+        }
+        if let Ok(mut shared) = self.stats.lock() {
+            *shared = stats.clone();
         }
     }
 

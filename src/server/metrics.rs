@@ -1,5 +1,6 @@
 //! The `/metrics` exposition: the metrics the API names (exactly those names
-//! and labels), plus the dependency layers' latency and in-flight gauges.
+//! and labels), plus the dependency layers' latency and in-flight gauges and
+//! the journal writer's commits (durations, batch sizes, counts, file size).
 //!
 //! Counts the server sees itself (answers to `POST /dispatch`, their
 //! duration) are kept here as they happen. Counts and gauges that live in
@@ -13,11 +14,12 @@
 
 use crate::core::stats::CallResult;
 use crate::core::{Dependency, Outcome, Stats};
+use crate::journal::JournalStats;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -61,6 +63,111 @@ struct DependencyLabel {
     dependency: &'static str,
 }
 
+/// Seconds a journal commit (one write and one sync) may take: from a
+/// tenth of a millisecond (a sync on a fast disk) to a second.
+const COMMIT_BUCKETS: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// The journal writer's series. The writer thread updates them itself after
+/// each commit: atomics, no lock the driver could wait on.
+#[derive(Clone, Debug)]
+pub struct JournalMetrics {
+    commit_duration: Histogram,
+    batch_records: Histogram,
+    counters: [Counter; 6],
+    file_bytes: Gauge,
+}
+
+/// The writer's counts the counters follow, in [`JournalMetrics::counters`] order.
+fn journal_counts(stats: &JournalStats) -> [u64; 6] {
+    [
+        stats.appends,
+        stats.syncs,
+        stats.bytes_written,
+        stats.failed_batches,
+        stats.snapshots,
+        stats.failed_snapshots,
+    ]
+}
+
+const JOURNAL_COUNTERS: [(&str, &str); 6] = [
+    (
+        "tour_dispatcher_journal_records",
+        "Records handed to the journal writer",
+    ),
+    (
+        "tour_dispatcher_journal_syncs",
+        "File syncs of the journal (batches and snapshots)",
+    ),
+    (
+        "tour_dispatcher_journal_written_bytes",
+        "Bytes written to journal files",
+    ),
+    (
+        "tour_dispatcher_journal_failed_batches",
+        "Journal batches whose write or sync failed",
+    ),
+    (
+        "tour_dispatcher_journal_snapshots",
+        "Snapshots installed (compactions and recoveries from a failure)",
+    ),
+    (
+        "tour_dispatcher_journal_failed_snapshots",
+        "Snapshot attempts that failed",
+    ),
+];
+
+impl JournalMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let commit_duration = Histogram::new(COMMIT_BUCKETS);
+        registry.register(
+            "tour_dispatcher_journal_commit_duration_seconds",
+            "Time one journal commit (a write and a sync of a batch) took",
+            commit_duration.clone(),
+        );
+        let batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "tour_dispatcher_journal_batch_records",
+            "Records one journal commit made durable (group commit)",
+            batch_records.clone(),
+        );
+        let counters = JOURNAL_COUNTERS.map(|(name, help)| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        });
+        let file_bytes = Gauge::default();
+        registry.register(
+            "tour_dispatcher_journal_file_bytes",
+            "Length of the current journal file (what was appended; preallocated zeros not counted)",
+            file_bytes.clone(),
+        );
+        JournalMetrics {
+            commit_duration,
+            batch_records,
+            counters,
+            file_bytes,
+        }
+    }
+
+    /// A commit of `records` records took `took`.
+    pub fn committed(&self, records: usize, took: Duration) {
+        self.commit_duration.observe(took.as_secs_f64());
+        self.batch_records.observe(records as f64);
+    }
+
+    /// Follows the writer's counts from `before` to `now`.
+    pub fn copy_stats(&self, before: &JournalStats, now: &JournalStats) {
+        let (before, after) = (journal_counts(before), journal_counts(now));
+        for ((counter, b), a) in self.counters.iter().zip(before).zip(after) {
+            counter.inc_by(a.saturating_sub(b));
+        }
+        self.file_bytes
+            .set(i64::try_from(now.file_len).unwrap_or(i64::MAX));
+    }
+}
+
 /// Every metric of the server.
 pub struct Metrics {
     registry: Registry,
@@ -77,6 +184,7 @@ pub struct Metrics {
     call_series: [(Gauge, Histogram); 2],
     /// The core's dependency counts as last copied into the counters.
     copied_calls: Mutex<[[u64; 3]; 3]>,
+    journal: JournalMetrics,
 }
 
 impl Metrics {
@@ -146,8 +254,10 @@ impl Metrics {
             let in_flight = dependency_in_flight.get_or_create(&label).clone();
             (in_flight, dependency_duration.get_or_create(&label).clone())
         });
+        let journal = JournalMetrics::register(&mut registry);
         let metrics = Metrics {
             registry,
+            journal,
             call_series,
             dispatch_total,
             dispatch_duration,
@@ -183,6 +293,11 @@ impl Metrics {
                 }));
             }
         }
+    }
+
+    /// The journal writer's series, for the writer thread.
+    pub fn journal(&self) -> JournalMetrics {
+        self.journal.clone()
     }
 
     /// One answered `POST /dispatch`.

@@ -40,7 +40,7 @@ use crate::server::data_dir::SecretError;
 use crate::server::driver::{Command, Driver, DriverHandle, DriverParts};
 use crate::server::http::{App, Limits};
 use crate::server::journal::{EventQueue, Journal, MemoryJournal};
-use crate::server::journal_file::DurableJournal;
+use crate::server::journal_file::{DurableJournal, JournalOptions};
 use crate::server::metrics::Metrics;
 use crate::server::services::{EmbeddedSettings, Services};
 use crate::server::settings::{Settings, SettingsError};
@@ -152,7 +152,7 @@ pub async fn start_with(
     let state = Arc::new(ServerState::default());
     let events = EventQueue::default();
 
-    let (journal, records) = open_journal(&settings, &events)?;
+    let (journal, records) = open_journal(&settings, &events, &metrics)?;
     let secret = if settings.ephemeral {
         data_dir::random_secret()
     } else {
@@ -275,15 +275,17 @@ fn embedded_settings(settings: &Settings, roster: Arc<Roster>) -> EmbeddedSettin
 fn open_journal(
     settings: &Settings,
     events: &EventQueue,
+    metrics: &Metrics,
 ) -> Result<(Box<dyn Journal>, Vec<Record>), StartError> {
     if settings.ephemeral {
         return Ok((Box::new(MemoryJournal::new(events.sink())), Vec::new()));
     }
-    let (journal, records, report) = DurableJournal::open(
-        &settings.data_dir,
-        settings.journal_options(),
-        events.sink(),
-    )?;
+    let options = JournalOptions {
+        metrics: Some(metrics.journal()),
+        ..settings.journal_options()
+    };
+    let (journal, records, report) =
+        DurableJournal::open(&settings.data_dir, options, events.sink())?;
     log_recovery(&settings.data_dir, &report);
     Ok((Box::new(journal), records))
 }

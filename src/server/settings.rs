@@ -279,7 +279,7 @@ impl Settings {
         }
     }
 
-    /// The durable journal's options.
+    /// The durable journal's options (without metrics).
     pub fn journal_options(&self) -> JournalOptions {
         let bounds = self.core_config(Secret::default());
         JournalOptions {

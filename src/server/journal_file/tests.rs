@@ -49,6 +49,7 @@ fn small_options() -> JournalOptions {
         max_batch_records: 256,
         queue_capacity: 10_000,
         preallocate_bytes: PREALLOCATE,
+        metrics: None,
     }
 }
 
@@ -332,6 +333,53 @@ fn zeros_go_ahead_in_steps_and_appends_overwrite_them() {
         [&[1; 10][..], &[2; 54], &[3; 200]].concat()
     );
     assert!(written[264..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn the_writer_reports_its_commits_to_the_metrics() {
+    let metrics = crate::server::metrics::Metrics::new(1);
+    let options = JournalOptions {
+        metrics: Some(metrics.journal()),
+        ..small_options()
+    };
+    let (callback, _rx) = events();
+    let (journal, _, _) =
+        DurableJournal::start(Shared::new(Duration::ZERO), options, callback).unwrap();
+    for n in 1..=10 {
+        journal.append(n, record(n));
+    }
+    journal.flush();
+    let stats = journal.stats();
+    let text = metrics.encode(false);
+    let sample = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(sample("tour_dispatcher_journal_records_total"), 10.0);
+    assert_eq!(sample("tour_dispatcher_journal_batch_records_sum"), 10.0);
+    let commits = sample("tour_dispatcher_journal_commit_duration_seconds_count");
+    assert_eq!(commits, stats.batches as f64);
+    assert_eq!(
+        sample("tour_dispatcher_journal_batch_records_count"),
+        commits
+    );
+    // The first file's snapshot was synced too.
+    assert_eq!(
+        sample("tour_dispatcher_journal_syncs_total"),
+        stats.syncs as f64
+    );
+    assert_eq!(
+        sample("tour_dispatcher_journal_written_bytes_total"),
+        stats.bytes_written as f64
+    );
+    assert_eq!(
+        sample("tour_dispatcher_journal_file_bytes"),
+        stats.file_len as f64
+    );
+    assert_eq!(sample("tour_dispatcher_journal_failed_batches_total"), 0.0);
 }
 
 #[test]
