@@ -67,6 +67,8 @@ pub struct StatusBody {
                  ("Idempotent-Replayed" = String, description = "`true` on a replayed answer"))),
         (status = 400, description = "Malformed request (headers, JSON syntax or types, unknown or duplicate members): `/problems/malformed-request`.",
          body = ProblemBody, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within --header-read-timeout-ms: `/problems/request-timeout`.",
+         body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "No agent can take it (`/problems/no-availability`), or the key's running attempt already has --max-joiners waiting (`/problems/idempotency-key-in-flight`).",
          body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 16 KiB: `/problems/payload-too-large`.",
@@ -206,7 +208,9 @@ mod tests {
             assert!(doc["paths"].get(path).is_some(), "{path}");
         }
         let dispatch = &doc["paths"]["/dispatch"]["post"]["responses"];
-        for status in ["201", "400", "409", "413", "415", "422", "503", "504"] {
+        for status in [
+            "201", "400", "408", "409", "413", "415", "422", "503", "504",
+        ] {
             assert!(dispatch.get(status).is_some(), "{status}");
         }
         assert!(doc["paths"]["/assignments/{id}"]["delete"].is_object());
