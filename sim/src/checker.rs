@@ -242,6 +242,9 @@ pub struct Checker {
     ring: Option<Ring>,
     step: u64,
     last_stats: tour_dispatcher::core::Stats,
+    /// This step's input must be ignored and counted by the core: a result
+    /// of a call that is over, or a delivery that leaves a gap in a stream.
+    ignored_input: bool,
     extra: Vec<Box<dyn Check>>,
     pub coverage: Coverage,
 }
@@ -291,6 +294,7 @@ impl Checker {
             submitted_now: None,
             step: 0,
             last_stats: Default::default(),
+            ignored_input: false,
             extra: Vec::new(),
             coverage: Coverage::default(),
         }
@@ -356,6 +360,7 @@ impl Checker {
         self.answered_now = 0;
         self.gone_now = None;
         self.submitted_now = None;
+        self.ignored_input = false;
         match input {
             Input::Submit {
                 ticket,
@@ -423,7 +428,7 @@ impl Checker {
             // In flight or not, the core's book holds what the model holds.
             self.compare_book(now, core)?;
         }
-        self.count_stats(core);
+        self.count_stats(core)?;
         self.run_extra()
     }
 
@@ -635,12 +640,14 @@ impl Checker {
             ..
         }) = self.calls.get_mut(&call)
         else {
-            self.coverage.hit(Mark::LateDelivery);
+            self.on_late_input();
             return;
         };
         if first_index < *next_index {
             self.coverage.hit(Mark::DuplicateDelivery);
         }
+        // A delivery that leaves a gap in the stream is ignored whole.
+        self.ignored_input |= first_index > *next_index;
         streamed.extend(slots.iter().cloned());
         if first_index <= *next_index {
             *next_index = (*next_index).max(first_index + slots.len() as u32);
@@ -648,10 +655,16 @@ impl Checker {
         self.stream_maybe_complete(call);
     }
 
+    /// A result for a call that is over (cancelled, or ended already).
+    fn on_late_input(&mut self) {
+        self.coverage.hit(Mark::LateDelivery);
+        self.ignored_input = true;
+    }
+
     fn on_stream_ended(&mut self, call: CallId, count: u32, ok: bool) {
         self.input_call = Some(call);
         let Some(CallKind::Fetch { ended_at, .. }) = self.calls.get_mut(&call) else {
-            self.coverage.hit(Mark::LateDelivery);
+            self.on_late_input();
             return;
         };
         if !ok {
@@ -685,7 +698,7 @@ impl Checker {
     ) {
         self.input_call = Some(call);
         let Some(CallKind::Rules { candidates, .. }) = self.calls.get(&call) else {
-            self.coverage.hit(Mark::LateDelivery);
+            self.on_late_input();
             return;
         };
         self.terminal = Some(call);
@@ -1924,8 +1937,16 @@ impl Checker {
         Ok(())
     }
 
-    fn count_stats(&mut self, core: &Dispatcher) {
+    fn count_stats(&mut self, core: &Dispatcher) -> Checked {
         let s = core.stats();
+        // "Nonsense is ignored and counted" (DESIGN.md): the count is what
+        // an operator sees of a dependency that answers late or out of turn.
+        if self.ignored_input && s.ignored_inputs <= self.last_stats.ignored_inputs {
+            return Err(safety(
+                Inv::NoOrphanCalls,
+                "a late result or a delivery with a gap was not counted as ignored",
+            ));
+        }
         if s.queue_full_waits > self.last_stats.queue_full_waits {
             self.coverage.hit(Mark::QueueOverflow);
         }
@@ -1936,6 +1957,7 @@ impl Checker {
             self.coverage.hit(Mark::JoinedTicket);
         }
         self.last_stats = s;
+        Ok(())
     }
 
     fn run_extra(&mut self) -> Checked {
