@@ -18,8 +18,8 @@ use tour_dispatcher::core::ring::Ring;
 use tour_dispatcher::core::time::MS_PER_MINUTE;
 use tour_dispatcher::core::{
     Assignment, AssignmentId, AssignmentStatus, CallId, CancelReason, Candidate, Config,
-    Dependency, Dispatcher, Fingerprint, Input, KeyEntry, KeyHash, Output, RawRequest, Record,
-    Remembered, Response, Slot, Ticket, Timestamp, Window,
+    Dependency, Dispatcher, Fingerprint, Input, KeyEntry, KeyHash, Outcome, Output, RawRequest,
+    Record, Remembered, Response, Slot, Stats, Ticket, Timestamp, Window,
 };
 
 /// A check added by a test (for example "at most 3 assignments").
@@ -163,6 +163,36 @@ struct KeyModel {
     /// When the answer first went out, if it has.
     acked_at: Option<Timestamp>,
     epoch: u32,
+}
+
+/// The core's answer counts (the `/metrics` outcomes come from the same
+/// place in the server) moved by exactly the answers of the step.
+fn check_answers_counted(before: &Stats, after: &Stats, outputs: &[Output]) -> Checked {
+    let mut answers = before.answers;
+    let mut replays = before.replays;
+    for out in outputs {
+        if let Output::Respond {
+            response, replayed, ..
+        } = out
+        {
+            let i = Outcome::ALL
+                .iter()
+                .position(|o| *o == response.outcome())
+                .unwrap_or_default();
+            answers[i] += 1;
+            replays += u64::from(*replayed);
+        }
+    }
+    if (answers, replays) != (after.answers, after.replays) {
+        return Err(safety(
+            Inv::ExactlyOneAnswer,
+            format!(
+                "the core counts answers {:?} and {} replays; its outputs make {answers:?} and {replays}",
+                after.answers, after.replays
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A call whose deadline is due as it starts must be cancelled in the same
@@ -428,7 +458,7 @@ impl Checker {
             // In flight or not, the core's book holds what the model holds.
             self.compare_book(now, core)?;
         }
-        self.count_stats(core)?;
+        self.count_stats(core, outputs)?;
         self.run_extra()
     }
 
@@ -1937,8 +1967,9 @@ impl Checker {
         Ok(())
     }
 
-    fn count_stats(&mut self, core: &Dispatcher) -> Checked {
+    fn count_stats(&mut self, core: &Dispatcher, outputs: &[Output]) -> Checked {
         let s = core.stats();
+        check_answers_counted(&self.last_stats, &s, outputs)?;
         // "Nonsense is ignored and counted" (DESIGN.md): the count is what
         // an operator sees of a dependency that answers late or out of turn.
         if self.ignored_input && s.ignored_inputs <= self.last_stats.ignored_inputs {
