@@ -46,6 +46,11 @@ pub trait Tap {
     fn next_due(&self) -> Option<Timestamp> {
         None
     }
+    /// Whether the outputs reach the world as the core emitted them, so
+    /// that the core's own counts of its answers can be held to them.
+    fn passes_outputs_unchanged(&self) -> bool {
+        false
+    }
 }
 
 /// The core as it is.
@@ -56,6 +61,9 @@ impl Tap for NoTap {
     #[inline]
     fn output(&mut self, _now: Timestamp, out: Output, emit: &mut Vec<Output>) {
         emit.push(out);
+    }
+    fn passes_outputs_unchanged(&self) -> bool {
+        true
     }
 }
 
@@ -286,7 +294,8 @@ impl<'c, T: Tap> World<'c, T> {
         let start = scenario.start;
         let core = Dispatcher::new(scenario.config.clone()).ok();
         let journal = SimJournal::new(scenario.faults.compact_after_bytes).ok();
-        let checker = Checker::new(scenario.config.clone(), Some(scenario.services.clone()));
+        let mut checker = Checker::new(scenario.config.clone(), Some(scenario.services.clone()));
+        checker.counts_follow_outputs = tap.passes_outputs_unchanged();
         World {
             faults: scenario.faults.clone(),
             safety_end: start.plus_ms(scenario.safety_ms),
