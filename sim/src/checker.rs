@@ -15,6 +15,7 @@ use crate::services::Services;
 use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet};
 use tour_dispatcher::core::ring::Ring;
+use tour_dispatcher::core::stats::CallResult;
 use tour_dispatcher::core::time::MS_PER_MINUTE;
 use tour_dispatcher::core::{
     Assignment, AssignmentId, AssignmentStatus, CallId, CancelReason, Candidate, Config,
@@ -272,6 +273,11 @@ pub struct Checker {
     ring: Option<Ring>,
     step: u64,
     last_stats: tour_dispatcher::core::Stats,
+    /// How the call this step's input ended counts in the core's
+    /// dependency results, if it ended.
+    terminal_result: Option<(Dependency, CallResult)>,
+    /// The dependency results (availability and rules) this step must add.
+    call_results: [[u64; 3]; 2],
     /// The outputs judged are the core's own (no test tap changes them):
     /// the core's counts of its answers must then match them.
     pub counts_follow_outputs: bool,
@@ -329,6 +335,8 @@ impl Checker {
             last_stats: Default::default(),
             ignored_input: false,
             counts_follow_outputs: true,
+            terminal_result: None,
+            call_results: [[0; 3]; 2],
             extra: Vec::new(),
             coverage: Coverage::default(),
         }
@@ -395,6 +403,8 @@ impl Checker {
         self.gone_now = None;
         self.submitted_now = None;
         self.ignored_input = false;
+        self.terminal_result = None;
+        self.call_results = [[0; 3]; 2];
         match input {
             Input::Submit {
                 ticket,
@@ -447,7 +457,10 @@ impl Checker {
         self.check_failure_answered(outputs)?;
         check_calls_live(now, outputs)?;
         if let Some(call) = self.terminal.take() {
-            self.calls.remove(&call);
+            let ended = self.calls.remove(&call).is_some();
+            if let (true, Some((dependency, result))) = (ended, self.terminal_result) {
+                self.call_results[dependency as usize][result as usize] += 1;
+            }
         }
         if let Some(ticket) = self.gone_now.take() {
             self.on_gone(ticket);
@@ -705,6 +718,7 @@ impl Checker {
             self.failed = Some(Dependency::Availability);
             self.coverage.hit(Mark::StreamError);
             self.terminal = Some(call);
+            self.terminal_result = Some((Dependency::Availability, CallResult::Error));
             return;
         }
         *ended_at = Some(count);
@@ -720,6 +734,7 @@ impl Checker {
         {
             if next_index >= n {
                 self.terminal = Some(call);
+                self.terminal_result = Some((Dependency::Availability, CallResult::Ok));
             }
         }
     }
@@ -745,10 +760,12 @@ impl Checker {
                     self.coverage.hit(Mark::StaleVerdict);
                 }
                 self.verdicts = Some((call, v.clone()));
+                self.terminal_result = Some((Dependency::Rules, CallResult::Ok));
             }
             _ => {
                 self.failed = Some(Dependency::Rules);
                 self.coverage.hit(Mark::RulesError);
+                self.terminal_result = Some((Dependency::Rules, CallResult::Error));
             }
         }
         let _ = now;
@@ -1012,10 +1029,21 @@ impl Checker {
         if reason == CancelReason::Abandoned && self.answered_now == 0 {
             self.coverage.hit(Mark::ClientGoneDuringRun);
         }
+        let dependency = match kind {
+            CallKind::Fetch { .. } => Dependency::Availability,
+            CallKind::Rules { .. } => Dependency::Rules,
+        };
+        let result = match reason {
+            CancelReason::BatchFull => CallResult::Ok,
+            CancelReason::Abandoned => CallResult::Cancelled,
+        };
+        self.call_results[dependency as usize][result as usize] += 1;
         // Keep a cut stream's slots: its batch goes to the rules next.
         if reason == CancelReason::BatchFull && self.input_call == Some(call) {
             self.calls.insert(call, kind);
             self.terminal = Some(call);
+            // Counted above, as the core counts it.
+            self.terminal_result = None;
         }
         Ok(())
     }
@@ -1971,10 +1999,36 @@ impl Checker {
         Ok(())
     }
 
+    /// The core's dependency results (`tour_dispatcher_dependency_calls_total`
+    /// in the server) moved by the calls that ended in this step: a stream
+    /// complete or cut at a full batch is `ok`, a failed one `error`, one
+    /// stopped for a deadline, a drain or a client gone `cancelled`.
+    fn check_call_results(&self, after: &Stats) -> Checked {
+        for dependency in [Dependency::Availability, Dependency::Rules] {
+            for result in CallResult::ALL {
+                let before = self.last_stats.calls(dependency, result);
+                let expected = before + self.call_results[dependency as usize][result as usize];
+                let counted = after.calls(dependency, result);
+                if counted != expected {
+                    return Err(safety(
+                        Inv::NoOrphanCalls,
+                        format!(
+                            "the core counts {counted} {} calls {}; the calls that ended make {expected}",
+                            dependency.label(),
+                            result.label()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn count_stats(&mut self, core: &Dispatcher, outputs: &[Output]) -> Checked {
         let s = core.stats();
         if self.counts_follow_outputs {
             check_answers_counted(&self.last_stats, &s, outputs)?;
+            self.check_call_results(&s)?;
         }
         // "Nonsense is ignored and counted" (DESIGN.md): the count is what
         // an operator sees of a dependency that answers late or out of turn.
