@@ -276,8 +276,9 @@ pub struct Checker {
     /// How the call this step's input ended counts in the core's
     /// dependency results, if it ended.
     terminal_result: Option<(Dependency, CallResult)>,
-    /// The dependency results (availability and rules) this step must add.
-    call_results: [[u64; 3]; 2],
+    /// The dependency results this step must add (availability, rules and
+    /// journal writes, indexed like `Dependency` and `CallResult`).
+    call_results: [[u64; 3]; 3],
     /// The outputs judged are the core's own (no test tap changes them):
     /// the core's counts of its answers must then match them.
     pub counts_follow_outputs: bool,
@@ -336,7 +337,7 @@ impl Checker {
             ignored_input: false,
             counts_follow_outputs: true,
             terminal_result: None,
-            call_results: [[0; 3]; 2],
+            call_results: [[0; 3]; 3],
             extra: Vec::new(),
             coverage: Coverage::default(),
         }
@@ -404,7 +405,7 @@ impl Checker {
         self.submitted_now = None;
         self.ignored_input = false;
         self.terminal_result = None;
-        self.call_results = [[0; 3]; 2];
+        self.call_results = [[0; 3]; 3];
         match input {
             Input::Submit {
                 ticket,
@@ -802,6 +803,12 @@ impl Checker {
             }
             let write = entry.remove();
             self.changed_since_quiet = true;
+            let result = if ok {
+                CallResult::Ok
+            } else {
+                CallResult::Error
+            };
+            self.call_results[Dependency::Journal as usize][result as usize] += 1;
             match (write, ok) {
                 (Write::Booked(id), true) => {
                     if let Some(b) = self.bookings.get_mut(&id) {
@@ -2002,9 +2009,10 @@ impl Checker {
     /// The core's dependency results (`tour_dispatcher_dependency_calls_total`
     /// in the server) moved by the calls that ended in this step: a stream
     /// complete or cut at a full batch is `ok`, a failed one `error`, one
-    /// stopped for a deadline, a drain or a client gone `cancelled`.
+    /// stopped for a deadline, a drain or a client gone `cancelled`; a
+    /// journal write counts once as it settles, `ok` or `error`.
     fn check_call_results(&self, after: &Stats) -> Checked {
-        for dependency in [Dependency::Availability, Dependency::Rules] {
+        for dependency in Dependency::ALL {
             for result in CallResult::ALL {
                 let before = self.last_stats.calls(dependency, result);
                 let expected = before + self.call_results[dependency as usize][result as usize];
