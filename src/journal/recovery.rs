@@ -194,10 +194,11 @@ fn next_frame(bytes: &[u8], bad: usize) -> Option<usize> {
     let mut at = bad + 1;
     while at <= last_start {
         // A frame's length is never zero, so one of its first four bytes is
-        // not: jump over runs of zeros (preallocated space) in one step.
+        // not: jump over runs of zeros (preallocated space) in one step, to
+        // the first start whose length reaches the next non-zero byte.
         if bytes[at..at + 4] == [0; 4] {
             let nonzero = bytes[at + 4..].iter().position(|&b| b != 0)?;
-            at = (at + 4 + nonzero).saturating_sub(3).max(at + 1);
+            at += 1 + nonzero;
             continue;
         }
         if frame::read_frame(bytes, at).is_ok() {
