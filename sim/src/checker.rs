@@ -280,7 +280,7 @@ pub struct Checker {
     /// journal writes, indexed like `Dependency` and `CallResult`).
     call_results: [[u64; 3]; 3],
     /// The outputs judged are the core's own (no test tap changes them):
-    /// the core's counts of its answers must then match them.
+    /// the core's counts of its answers and calls must then match them.
     pub counts_follow_outputs: bool,
     /// This step's input must be ignored and counted by the core: a result
     /// of a call that is over, or a delivery that leaves a gap in a stream.
