@@ -739,6 +739,25 @@ fn restore_refuses_a_journal_that_double_books() {
 }
 
 #[test]
+fn restore_refuses_an_assignment_that_ends_before_it_starts() {
+    let mut h = Harness::new(config());
+    let Response::Assigned(a) = book(&mut h, 0, 1, None, "ag-1", NINE) else {
+        panic!()
+    };
+    for end in [a.start, Timestamp(a.start.as_millis() - 1)] {
+        let mut empty = a.clone();
+        empty.end = end;
+        let records = vec![Record::Booked {
+            assignment: empty,
+            key: None,
+        }];
+        let err = Dispatcher::restore(config(), Timestamp(T0), records).unwrap_err();
+        assert!(matches!(err, RestoreError::EmptyInterval { id } if id == a.id), "{err}");
+        assert!(err.to_string().contains(&a.id.to_string()), "{err}");
+    }
+}
+
+#[test]
 fn nonsense_inputs_are_ignored_and_counted() {
     let mut h = Harness::new(config());
     assert!(h.at(0, Input::Persisted { upto: 5 }).is_empty());

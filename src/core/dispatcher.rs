@@ -33,6 +33,8 @@ pub enum RestoreError {
     Config(#[from] ConfigError),
     #[error("the journal books agent {agent} twice at overlapping times (assignment {id}); refusing to start on it")]
     DoubleBooking { agent: String, id: AssignmentId },
+    #[error("the journal holds assignment {id}, whose end is not after its start; refusing to start on it")]
+    EmptyInterval { id: AssignmentId },
 }
 
 /// A ticket waiting for an answer.
@@ -1158,6 +1160,11 @@ impl Dispatcher {
         for (&id, s) in self.assignments.iter() {
             retention.push((s.keep_until, id));
             let a = &s.assignment;
+            // Only a journal written by hand (its checksums made to match)
+            // holds such a thing; the core books only positive durations.
+            if a.end <= a.start {
+                return Err(RestoreError::EmptyInterval { id });
+            }
             if a.status == AssignmentStatus::Confirmed {
                 bookings.push((a.agent_id.clone(), a.interval(), id));
             }
