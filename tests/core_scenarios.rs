@@ -752,7 +752,10 @@ fn restore_refuses_an_assignment_that_ends_before_it_starts() {
             key: None,
         }];
         let err = Dispatcher::restore(config(), Timestamp(T0), records).unwrap_err();
-        assert!(matches!(err, RestoreError::EmptyInterval { id } if id == a.id), "{err}");
+        assert!(
+            matches!(err, RestoreError::EmptyInterval { id } if id == a.id),
+            "{err}"
+        );
         assert!(err.to_string().contains(&a.id.to_string()), "{err}");
     }
 }
