@@ -141,13 +141,11 @@ impl DurableJournal {
         let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));
         let lost_from = Arc::new(AtomicU64::new(0));
         let stats = Arc::new(Mutex::new(opened.journal.stats().clone()));
-        let reported = opened.journal.stats().clone();
         if let Some(metrics) = &options.metrics {
-            metrics.copy_stats(&JournalStats::default(), &reported);
+            metrics.copy_stats(&JournalStats::default(), opened.journal.stats());
         }
         let writer = Writer {
             metrics: options.metrics,
-            reported,
             journal: opened.journal,
             receiver,
             events,
@@ -234,8 +232,6 @@ struct Writer<S: Storage> {
     lost_from: Arc<AtomicU64>,
     stats: Arc<Mutex<JournalStats>>,
     metrics: Option<JournalMetrics>,
-    /// The stats as last reported to `metrics`.
-    reported: JournalStats,
     max_batch: usize,
     /// Records staged for the next commit.
     staged: usize,
@@ -382,13 +378,12 @@ impl<S: Storage> Writer<S> {
             (self.events)(JournalEvent::Writable(writable));
         }
         let stats = self.journal.stats();
+        // Only this thread writes the shared copy: it is what was reported.
+        let mut shared = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(metrics) = &self.metrics {
-            metrics.copy_stats(&self.reported, stats);
-            self.reported = stats.clone();
+            metrics.copy_stats(&shared, stats);
         }
-        if let Ok(mut shared) = self.stats.lock() {
-            *shared = stats.clone();
-        }
+        *shared = stats.clone();
     }
 
     /// Asks for a snapshot when one is wanted and due.
@@ -519,8 +514,9 @@ impl OpenFile {
 }
 
 impl<F: Write + Seek> OpenFile<F> {
-    /// Writes `bytes` after what was appended, then, when they reach past
-    /// the zeros, zeros up to the next multiple of `preallocate`.
+    /// Writes `bytes` after what was appended, then, when they reach the
+    /// end of the zeros, zeros up to the next multiple of `preallocate`
+    /// past them.
     fn append(&mut self, bytes: &[u8], preallocate: u64) -> io::Result<()> {
         self.file.seek(SeekFrom::Start(self.len))?;
         self.file.write_all(bytes)?;
