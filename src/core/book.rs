@@ -100,6 +100,21 @@ impl AgentBook {
         from + self.tours[from..to].partition_point(|tour| tour.start < t)
     }
 
+    /// [`AgentBook::index_of`], trying `near` and the place after it
+    /// first: an agent's slots are checked in start order, and each lands on
+    /// or just after the place of the one before.
+    fn index_near(&self, t: Timestamp, near: usize) -> usize {
+        let is_the_place = |i: usize| {
+            i <= self.tours.len()
+                && i.checked_sub(1).is_none_or(|b| self.tours[b].start < t)
+                && self.tours.get(i).is_none_or(|tour| tour.start >= t)
+        };
+        match [near, near + 1].into_iter().find(|&i| is_the_place(i)) {
+            Some(i) => i,
+            None => self.index_of(t),
+        }
+    }
+
     fn insert(&mut self, at: usize, tour: Tour) {
         self.tours.insert(at, tour);
         self.refence(at);
@@ -185,16 +200,16 @@ impl Book {
     /// Whether `agent` can take `interval` without overlapping a booking or
     /// cutting into the travel buffer around it.
     pub fn is_free(&self, agent: &str, interval: Window) -> bool {
-        let Some(book) = self.agents.get(agent) else {
-            return true;
-        };
-        // Bookings of one agent are disjoint and sorted, so the last one that
-        // starts before our end (plus buffer) is the only one that can reach
-        // into us.
-        let reach = book.index_of(interval.end.plus_ms(self.buffer_ms));
-        match reach.checked_sub(1).map(|i| &book.tours[i]) {
-            Some(before) => before.end.plus_ms(self.buffer_ms) <= interval.start,
-            None => true,
+        self.agents
+            .get(agent)
+            .is_none_or(|book| AgentReader::new(book).is_free(interval, self.buffer_ms))
+    }
+
+    /// A reader for a run of questions about a few agents.
+    pub fn reader(&self) -> BookReader<'_> {
+        BookReader {
+            book: self,
+            agents: Vec::new(),
         }
     }
 
@@ -236,13 +251,9 @@ impl Book {
 
     /// Tours of `agent` starting on UTC `day`.
     pub fn tours_on(&self, agent: &str, day: u32) -> u32 {
-        let Some(book) = self.agents.get(agent) else {
-            return 0;
-        };
-        let day_start = Timestamp(u64::from(day) * MS_PER_DAY);
-        let first = book.index_of(day_start);
-        let after = book.index_of(day_start.plus_ms(MS_PER_DAY));
-        (after - first) as u32
+        self.agents
+            .get(agent)
+            .map_or(0, |book| AgentReader::new(book).tours_on(day))
     }
 
     /// Every booking as (agent, interval, id), by agent then start, for checks.
@@ -254,6 +265,105 @@ impl Book {
                 .iter()
                 .map(move |t| (agent.as_str(), Window::new(t.start, t.end), t.id))
         })
+    }
+}
+
+/// How many agents a [`BookReader`] remembers; past them, one more entry
+/// is kept for whichever agent was asked about last. A delivery of slots
+/// names a handful of agents.
+const READER_AGENTS: usize = 8;
+
+/// Answers a run of questions about a few agents, such as the conflict
+/// checks of a delivery of slots or the day counts of a batch of
+/// candidates: each agent is looked up once, and each of its searches
+/// starts where the one before ended, so that the second and later
+/// questions about an agent cost a comparison or two.
+pub struct BookReader<'a> {
+    book: &'a Book,
+    /// Agents with bookings, by id.
+    agents: Vec<(&'a str, AgentReader<'a>)>,
+}
+
+/// One agent's tours, where the last search of them ended, and the last
+/// day counted (a batch asks about each agent's day once per candidate).
+struct AgentReader<'a> {
+    book: &'a AgentBook,
+    near: Option<usize>,
+    day: Option<(u32, u32)>,
+}
+
+impl<'a> AgentReader<'a> {
+    fn new(book: &'a AgentBook) -> Self {
+        AgentReader {
+            book,
+            near: None,
+            day: None,
+        }
+    }
+
+    /// Where the first tour starting at or after `t` is.
+    fn index_of(&mut self, t: Timestamp) -> usize {
+        let at = match self.near {
+            Some(near) => self.book.index_near(t, near),
+            None => self.book.index_of(t),
+        };
+        self.near = Some(at);
+        at
+    }
+
+    fn is_free(&mut self, interval: Window, buffer_ms: u64) -> bool {
+        // Bookings of one agent are disjoint and sorted, so the last one that
+        // starts before our end (plus buffer) is the only one that can reach
+        // into us.
+        let reach = self.index_of(interval.end.plus_ms(buffer_ms));
+        match reach.checked_sub(1).map(|i| &self.book.tours[i]) {
+            Some(before) => before.end.plus_ms(buffer_ms) <= interval.start,
+            None => true,
+        }
+    }
+
+    fn tours_on(&mut self, day: u32) -> u32 {
+        if let Some((known, tours)) = self.day {
+            if known == day {
+                return tours;
+            }
+        }
+        let day_start = Timestamp(u64::from(day) * MS_PER_DAY);
+        let first = self.book.index_of(day_start);
+        let after = self.book.index_of(day_start.plus_ms(MS_PER_DAY));
+        let tours = (after - first) as u32;
+        self.day = Some((day, tours));
+        tours
+    }
+}
+
+impl<'a> BookReader<'a> {
+    /// As [`Book::is_free`].
+    pub fn is_free(&mut self, agent: &str, interval: Window) -> bool {
+        let buffer_ms = self.book.buffer_ms;
+        self.agent(agent)
+            .is_none_or(|tours| tours.is_free(interval, buffer_ms))
+    }
+
+    /// As [`Book::tours_on`].
+    pub fn tours_on(&mut self, agent: &str, day: u32) -> u32 {
+        self.agent(agent).map_or(0, |tours| tours.tours_on(day))
+    }
+
+    /// The agent's tours, or `None` if it has no booking.
+    fn agent(&mut self, agent: &str) -> Option<&mut AgentReader<'a>> {
+        let at = match self.agents.iter().position(|(id, _)| *id == agent) {
+            Some(at) => at,
+            None => {
+                let (id, book) = self.book.agents.get_key_value(agent)?;
+                if self.agents.len() > READER_AGENTS {
+                    self.agents.pop();
+                }
+                self.agents.push((id.as_str(), AgentReader::new(book)));
+                self.agents.len() - 1
+            }
+        };
+        Some(&mut self.agents[at].1)
     }
 }
 
@@ -347,6 +457,40 @@ mod tests {
                     prop_assert_eq!(book.tours_on("a", day), brute as u32);
                 }
                 prop_assert_eq!(book.len(), held.len());
+            }
+        }
+
+        /// A reader answers as the book does, whatever the order of the
+        /// questions and however many agents they name (more than it
+        /// remembers, and some with no booking).
+        #[test]
+        fn a_reader_answers_as_the_book_does(
+            tours in proptest::collection::vec((0usize..14, 0u64..3 * 1440), 0..300),
+            questions in proptest::collection::vec((0usize..14, 0u64..3 * 1440, any::<bool>()), 1..200),
+        ) {
+            let agents: Vec<String> = (0..14).map(|a| format!("ag-{a}")).collect();
+            let mut book = Book::new(5 * MS_PER_MINUTE);
+            for (i, (agent, start)) in tours.into_iter().enumerate() {
+                let iv = w(start, start + 10);
+                if book.is_free(&agents[agent], iv) {
+                    book.insert(&agents[agent], iv, AssignmentId(i as u64));
+                }
+            }
+            let mut reader = book.reader();
+            for (agent, start, ask_day) in questions {
+                let agent = &agents[agent];
+                if ask_day {
+                    let day = (start / 1440) as u32;
+                    let plain = {
+                        let all = book.iter().filter(|(a, iv, _)| *a == agent && iv.start.utc_day() == day);
+                        all.count() as u32
+                    };
+                    prop_assert_eq!(reader.tours_on(agent, day), plain);
+                    prop_assert_eq!(book.tours_on(agent, day), plain);
+                } else {
+                    let iv = w(start, start + 30);
+                    prop_assert_eq!(reader.is_free(agent, iv), book.is_free(agent, iv));
+                }
             }
         }
 
