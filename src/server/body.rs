@@ -9,7 +9,6 @@
 use crate::core::{RawRequest, RawWindow};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use std::collections::BTreeSet;
 use std::fmt;
 
 /// Why a body is malformed; the message goes into the problem's `detail`.
@@ -45,22 +44,23 @@ impl<'de> Visitor<'de> for RequestVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRequest, A::Error> {
         let mut raw = RawRequest::default();
-        let mut members = Members::default();
-        while let Some(name) = map.next_key::<String>()? {
-            members.first_time(&name)?;
-            match name.as_str() {
-                "customer_id" => raw.customer_id = string(&mut map, &name)?,
-                "property_id" => raw.property_id = string(&mut map, &name)?,
-                "zipcode" => raw.zipcode = string(&mut map, &name)?,
-                "language" => raw.language = string(&mut map, &name)?,
-                "duration_minutes" => raw.duration_minutes = integer(&mut map, &name)?,
-                "window" => {
+        let mut seen = Seen::default();
+        while let Some(member) = map.next_key::<Member>()? {
+            let name = seen.first_time(member, Name::IN_REQUEST, "")?;
+            let path = name.path();
+            match name {
+                Name::CustomerId => raw.customer_id = string(&mut map, path)?,
+                Name::PropertyId => raw.property_id = string(&mut map, path)?,
+                Name::Zipcode => raw.zipcode = string(&mut map, path)?,
+                Name::Language => raw.language = string(&mut map, path)?,
+                Name::DurationMinutes => raw.duration_minutes = integer(&mut map, path)?,
+                Name::Window => {
                     raw.window = map
                         .next_value::<Option<WindowBody>>()
-                        .map_err(|e| in_member::<A::Error>(&name, e))?
+                        .map_err(|e| in_member::<A::Error>(path, e))?
                         .map(|w| w.0)
                 }
-                _ => return Err(unknown_member(&name)),
+                Name::Start | Name::End => unreachable!("not a member of the request"),
             }
         }
         Ok(raw)
@@ -86,36 +86,129 @@ impl<'de> Visitor<'de> for WindowVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawWindow, A::Error> {
         let mut window = RawWindow::default();
-        let mut members = Members::default();
-        while let Some(name) = map.next_key::<String>()? {
-            members.first_time(&name)?;
-            let path = format!("window.{name}");
-            match name.as_str() {
-                "start" => window.start = string(&mut map, &path)?,
-                "end" => window.end = string(&mut map, &path)?,
-                _ => return Err(unknown_member(&path)),
+        let mut seen = Seen::default();
+        while let Some(member) = map.next_key::<Member>()? {
+            let name = seen.first_time(member, Name::IN_WINDOW, "window.")?;
+            match name {
+                Name::Start => window.start = string(&mut map, name.path())?,
+                Name::End => window.end = string(&mut map, name.path())?,
+                _ => unreachable!("not a member of the window"),
             }
         }
         Ok(window)
     }
 }
 
-/// The member names seen so far in one object.
-#[derive(Default)]
-struct Members(BTreeSet<String>);
+/// The member names the body knows, in the request or in its window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Name {
+    CustomerId,
+    PropertyId,
+    Zipcode,
+    Language,
+    DurationMinutes,
+    Window,
+    Start,
+    End,
+}
 
-impl Members {
-    fn first_time<E: de::Error>(&mut self, name: &str) -> Result<(), E> {
-        if self.0.insert(name.to_owned()) {
-            Ok(())
-        } else {
-            Err(E::custom(format_args!("duplicate member `{name}`")))
+impl Name {
+    const IN_REQUEST: &[Name] = &[
+        Name::CustomerId,
+        Name::PropertyId,
+        Name::Zipcode,
+        Name::Language,
+        Name::DurationMinutes,
+        Name::Window,
+    ];
+    const IN_WINDOW: &[Name] = &[Name::Start, Name::End];
+
+    fn key(self) -> &'static str {
+        match self {
+            Name::CustomerId => "customer_id",
+            Name::PropertyId => "property_id",
+            Name::Zipcode => "zipcode",
+            Name::Language => "language",
+            Name::DurationMinutes => "duration_minutes",
+            Name::Window => "window",
+            Name::Start => "start",
+            Name::End => "end",
+        }
+    }
+
+    /// The member's path from the top of the body, for error messages.
+    fn path(self) -> &'static str {
+        match self {
+            Name::Start => "window.start",
+            Name::End => "window.end",
+            other => other.key(),
         }
     }
 }
 
-fn unknown_member<E: de::Error>(name: &str) -> E {
-    E::custom(format_args!("unknown member `{name}`"))
+/// A member name as read: a known one, or any other (kept for its error).
+/// Read without allocating when the name is known, which it nearly always is.
+enum Member {
+    Known(Name),
+    Unknown(String),
+}
+
+impl<'de> de::Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_identifier(MemberVisitor)
+    }
+}
+
+struct MemberVisitor;
+
+impl Visitor<'_> for MemberVisitor {
+    type Value = Member;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Member, E> {
+        let all = Name::IN_REQUEST.iter().chain(Name::IN_WINDOW);
+        Ok(match all.copied().find(|name| name.key() == v) {
+            Some(name) => Member::Known(name),
+            None => Member::Unknown(v.to_owned()),
+        })
+    }
+}
+
+/// The known members seen so far in one object.
+#[derive(Default)]
+struct Seen(u16);
+
+impl Seen {
+    /// The name of `member` if it belongs to an object of `names` and was
+    /// not seen in it before; `prefix` leads the name in errors.
+    fn first_time<E: de::Error>(
+        &mut self,
+        member: Member,
+        names: &[Name],
+        prefix: &str,
+    ) -> Result<Name, E> {
+        let name = match member {
+            Member::Known(name) if names.contains(&name) => name,
+            Member::Known(name) => return Err(unknown_member(prefix, name.key())),
+            Member::Unknown(key) => return Err(unknown_member(prefix, &key)),
+        };
+        let bit = 1 << name as u16;
+        if self.0 & bit != 0 {
+            return Err(E::custom(format_args!(
+                "duplicate member `{prefix}{}`",
+                name.key()
+            )));
+        }
+        self.0 |= bit;
+        Ok(name)
+    }
+}
+
+fn unknown_member<E: de::Error>(prefix: &str, key: &str) -> E {
+    E::custom(format_args!("unknown member `{prefix}{key}`"))
 }
 
 fn in_member<E: de::Error>(name: &str, e: impl fmt::Display) -> E {
@@ -132,7 +225,7 @@ fn string<'de, A: MapAccess<'de>>(map: &mut A, name: &str) -> Result<Option<Stri
 /// large for `i64` is still an integer; it saturates, and validation then
 /// calls it out of range.
 fn integer<'de, A: MapAccess<'de>>(map: &mut A, name: &str) -> Result<Option<i64>, A::Error> {
-    let raw: Box<RawValue> = map.next_value()?;
+    let raw: &RawValue = map.next_value()?;
     let text = raw.get();
     if text == "null" {
         return Ok(None);
@@ -230,7 +323,12 @@ mod tests {
         assert!(bad(r#"{"window":{"middle":"x"}}"#).contains("window.middle"));
         assert!(bad(r#"{"zipcode":"1","zipcode":"2"}"#).contains("duplicate member"));
         assert!(bad(r#"{"zipcode":"1","zip\u0063ode":"2"}"#).contains("duplicate member"));
-        assert!(bad(r#"{"window":{"end":"1","end":"2"}}"#).contains("duplicate member"));
+        assert!(
+            bad(r#"{"window":{"end":"1","end":"2"}}"#).contains("duplicate member `window.end`")
+        );
+        // A name of the other object is as unknown as any other.
+        assert!(bad(r#"{"start":"1"}"#).contains("unknown member `start`"));
+        assert!(bad(r#"{"window":{"zipcode":"1"}}"#).contains("unknown member `window.zipcode`"));
         assert!(bad(r#"{"customer_id":null,"customer_id":null}"#).contains("duplicate"));
         assert!(bad("[1,2]").contains("shape"));
         assert!(bad("{").contains("not valid JSON"));
