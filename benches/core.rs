@@ -102,10 +102,66 @@ fn conflict_check_in_a_full_book(c: &mut Criterion) {
     group.finish();
 }
 
+/// One request's work on the book, in the shape of the HTTP benchmark
+/// against the demo roster: few agents with many tours each (150 agents,
+/// 1,500 tours each over 300 days). A reader checks a delivery of 55 slots
+/// (11 start times of a three-hour window, five agents) and counts the day's
+/// tours of each; then the first free slot is booked and the booking undone,
+/// so that the book keeps its size.
+fn request_on_a_book_of_busy_agents(c: &mut Criterion) {
+    const AGENTS: u64 = 150;
+    const DAYS: u64 = 300;
+    let agents: Vec<String> = (0..AGENTS).map(|a| format!("ag-{a:04}")).collect();
+    let mut book = Book::new(15 * MIN);
+    let mut id = 0;
+    for agent in &agents {
+        for day in 0..DAYS {
+            for tour in 0..5 {
+                let start = T0 + day * DAY + (8 * 60 + tour * 105) * MIN;
+                let interval = Window::new(Timestamp(start), Timestamp(start + 30 * MIN));
+                book.insert(agent, interval, AssignmentId(id));
+                id += 1;
+            }
+        }
+    }
+    let mut group = c.benchmark_group("book");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("request_busy_agents", |b| {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        b.iter(|| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let team = (x % (AGENTS / 5)) * 5;
+            let window_start = T0 + (x >> 20) % DAYS * DAY + (8 + (x >> 40) % 8) * 60 * MIN;
+            let mut reader = book.reader();
+            let mut first_free = None;
+            let mut tours = 0;
+            for s in 0..11 {
+                let start = window_start + s * 15 * MIN;
+                let interval = Window::new(Timestamp(start), Timestamp(start + 30 * MIN));
+                for agent in &agents[team as usize..team as usize + 5] {
+                    if reader.is_free(agent, interval) {
+                        tours += reader.tours_on(agent, interval.start.utc_day());
+                        first_free = first_free.or(Some((agent, interval)));
+                    }
+                }
+            }
+            if let Some((agent, interval)) = first_free {
+                book.insert(agent, interval, AssignmentId(u64::MAX));
+                book.remove(agent, interval, AssignmentId(u64::MAX));
+            }
+            black_box(tours)
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     dispatches,
     booking_cost_as_the_book_grows,
-    conflict_check_in_a_full_book
+    conflict_check_in_a_full_book,
+    request_on_a_book_of_busy_agents
 );
 criterion_main!(benches);
