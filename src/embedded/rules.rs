@@ -64,8 +64,7 @@ pub fn evaluate(
     request: &RuleRequest,
     candidates: &[Candidate],
 ) -> Vec<bool> {
-    explain(roster, config, now, request, candidates)
-        .into_iter()
+    verdicts(roster, config, now, request, candidates)
         .map(Verdict::is_allowed)
         .collect()
 }
@@ -78,11 +77,20 @@ pub fn explain(
     request: &RuleRequest,
     candidates: &[Candidate],
 ) -> Vec<Verdict> {
+    verdicts(roster, config, now, request, candidates).collect()
+}
+
+fn verdicts<'a>(
+    roster: &'a Roster,
+    config: &'a RulesConfig,
+    now: Timestamp,
+    request: &'a RuleRequest,
+    candidates: &'a [Candidate],
+) -> impl Iterator<Item = Verdict> + 'a {
     let earliest_start = now.plus_ms(u64::from(config.min_lead_min) * MS_PER_MINUTE);
     candidates
         .iter()
-        .map(|candidate| judge(roster, config, earliest_start, request, candidate))
-        .collect()
+        .map(move |candidate| judge(roster, config, earliest_start, request, candidate))
 }
 
 fn judge(

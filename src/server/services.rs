@@ -178,7 +178,13 @@ impl AvailabilityService for EmbeddedAvailability {
         max: usize,
     ) -> Option<Vec<Slot>> {
         let waits = !self.latency.is_zero() || !self.slot_interval.is_zero();
-        (!waits).then(|| self.slots(query, after).take(max).collect())
+        (!waits).then(|| {
+            // One allocation for the page (`max` is the core's batch size),
+            // not one per doubling.
+            let mut page = Vec::with_capacity(max);
+            page.extend(self.slots(query, after).take(max));
+            page
+        })
     }
 }
 
