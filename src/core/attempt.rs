@@ -147,7 +147,7 @@ impl Fetch {
         self.batch
             .candidates
             .reserve(slots.len().saturating_sub(skip).min(room));
-        let mut book = rules.book.reader();
+        let mut reader = rules.book.reader();
         for slot in slots.into_iter().skip(skip) {
             self.next_index += 1;
             if self.batch_is_full_before(&slot, rules.max_candidates) {
@@ -161,7 +161,7 @@ impl Fetch {
                 continue;
             }
             self.batch.consumed = Some(slot.clone());
-            if book.is_free(&slot.agent, interval) {
+            if reader.is_free(&slot.agent, interval) {
                 self.batch.candidates.push(Candidate {
                     slot,
                     tours_that_day: 0,

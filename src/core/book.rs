@@ -270,22 +270,28 @@ impl Book {
 
 /// How many agents a [`BookReader`] remembers; past them, one more entry
 /// is kept for whichever agent was asked about last. A delivery of slots
-/// names a handful of agents.
+/// names a handful of agents. The bound is the reader's own, not the
+/// service's: a reader lives for one delivery or one batch.
 const READER_AGENTS: usize = 8;
 
 /// Answers a run of questions about a few agents, such as the conflict
 /// checks of a delivery of slots or the day counts of a batch of
-/// candidates: each agent is looked up once, and each of its searches
-/// starts where the one before ended, so that the second and later
-/// questions about an agent cost a comparison or two.
+/// candidates. The first [`READER_AGENTS`] agents asked about are
+/// remembered (with or without bookings): each is looked up once, and each
+/// of its conflict checks first tries the place where the one before
+/// ended, so that the second and later checks of an agent cost a comparison
+/// or two. Any later agent takes one spare entry, which the next such agent
+/// replaces: a delivery that names more agents still gets the right
+/// answers, at the price of a lookup and a full search for most of them.
 pub struct BookReader<'a> {
     book: &'a Book,
-    /// Agents with bookings, by id.
-    agents: Vec<(&'a str, AgentReader<'a>)>,
+    /// Agents asked about, by id, and their tours if they have any.
+    agents: Vec<(CompactString, Option<AgentReader<'a>>)>,
 }
 
-/// One agent's tours, where the last search of them ended, and the last
-/// day counted (a batch asks about each agent's day once per candidate).
+/// One agent's tours, where its last conflict check's search ended, and
+/// the last day counted (a batch asks about each agent's day once per
+/// candidate).
 struct AgentReader<'a> {
     book: &'a AgentBook,
     near: Option<usize>,
@@ -352,18 +358,18 @@ impl<'a> BookReader<'a> {
 
     /// The agent's tours, or `None` if it has no booking.
     fn agent(&mut self, agent: &str) -> Option<&mut AgentReader<'a>> {
-        let at = match self.agents.iter().position(|(id, _)| *id == agent) {
+        let at = match self.agents.iter().position(|(id, _)| id == agent) {
             Some(at) => at,
             None => {
-                let (id, book) = self.book.agents.get_key_value(agent)?;
+                let tours = self.book.agents.get(agent).map(AgentReader::new);
                 if self.agents.len() > READER_AGENTS {
                     self.agents.pop();
                 }
-                self.agents.push((id.as_str(), AgentReader::new(book)));
+                self.agents.push((agent.into(), tours));
                 self.agents.len() - 1
             }
         };
-        Some(&mut self.agents[at].1)
+        self.agents[at].1.as_mut()
     }
 }
 
@@ -491,19 +497,22 @@ mod tests {
                     let iv = w(start, start + 30);
                     prop_assert_eq!(reader.is_free(agent, iv), book.is_free(agent, iv));
                 }
+                prop_assert!(reader.agents.len() <= READER_AGENTS + 1);
             }
         }
 
-        /// The fenced search finds what a search of every tour finds.
+        /// The fenced search finds what a search of every tour finds, as
+        /// tours come and go anywhere.
         #[test]
         fn fenced_search_matches_a_plain_one(
             starts in proptest::collection::btree_set(0u64..10_000, 0..100),
             probes in proptest::collection::vec(0u64..10_100, 1..50),
-            removals in proptest::collection::vec(any::<proptest::sample::Index>(), 0..20),
+            changes in proptest::collection::vec((any::<proptest::sample::Index>(), 0u64..10_000, any::<bool>()), 0..40),
         ) {
             let tour = |start: u64| Tour { start: Timestamp(start), end: Timestamp(start + 1), id: AssignmentId(start) };
             let mut book = AgentBook::new(starts.iter().map(|&s| tour(s)).collect());
-            for removal in removals.iter().map(Some).chain([None]) {
+            // After each change, an insert at its place or a removal.
+            for change in changes.iter().map(Some).chain([None]) {
                 prop_assert_eq!(book.fence.len(), book.tours.len().div_ceil(FENCE_STRIDE));
                 for (k, post) in book.fence.iter().enumerate() {
                     prop_assert_eq!(*post, book.tours[k * FENCE_STRIDE].start);
@@ -512,8 +521,15 @@ mod tests {
                     let plain = book.tours.partition_point(|tour| tour.start < Timestamp(t));
                     prop_assert_eq!(book.index_of(Timestamp(t)), plain);
                 }
-                if let (Some(index), false) = (removal, book.tours.is_empty()) {
-                    book.remove(index.index(book.tours.len()));
+                match change {
+                    Some((_, start, true)) => {
+                        let at = book.index_of(Timestamp(*start));
+                        book.insert(at, tour(*start));
+                    }
+                    Some((index, _, false)) if !book.tours.is_empty() => {
+                        book.remove(index.index(book.tours.len()));
+                    }
+                    _ => {}
                 }
             }
         }

@@ -547,9 +547,9 @@ impl Dispatcher {
     }
 
     fn check_rules(&mut self, id: AttemptId, mut batch: Batch) {
-        let mut book = self.book.reader();
+        let mut reader = self.book.reader();
         for c in &mut batch.candidates {
-            c.tours_that_day = book.tours_on(&c.slot.agent, c.slot.start.utc_day());
+            c.tours_that_day = reader.tours_on(&c.slot.agent, c.slot.start.utc_day());
         }
         let deadline = self.attempt_deadline(id);
         let call = CallId(self.next_call);

@@ -46,7 +46,7 @@ impl<'de> Visitor<'de> for RequestVisitor {
         let mut raw = RawRequest::default();
         let mut seen = Seen::default();
         while let Some(member) = map.next_key::<Member>()? {
-            let name = seen.first_time(member, Name::IN_REQUEST, "")?;
+            let name = seen.first_time(member, "")?;
             let path = name.path();
             match name {
                 Name::CustomerId => raw.customer_id = string(&mut map, path)?,
@@ -60,7 +60,7 @@ impl<'de> Visitor<'de> for RequestVisitor {
                         .map_err(|e| in_member::<A::Error>(path, e))?
                         .map(|w| w.0)
                 }
-                Name::Start | Name::End => unreachable!("not a member of the request"),
+                Name::Start | Name::End => return Err(unknown_member("", name.key())),
             }
         }
         Ok(raw)
@@ -88,11 +88,11 @@ impl<'de> Visitor<'de> for WindowVisitor {
         let mut window = RawWindow::default();
         let mut seen = Seen::default();
         while let Some(member) = map.next_key::<Member>()? {
-            let name = seen.first_time(member, Name::IN_WINDOW, "window.")?;
+            let name = seen.first_time(member, "window.")?;
             match name {
                 Name::Start => window.start = string(&mut map, name.path())?,
                 Name::End => window.end = string(&mut map, name.path())?,
-                _ => unreachable!("not a member of the window"),
+                other => return Err(unknown_member("window.", other.key())),
             }
         }
         Ok(window)
@@ -113,15 +113,16 @@ enum Name {
 }
 
 impl Name {
-    const IN_REQUEST: &[Name] = &[
+    const ALL: [Name; 8] = [
         Name::CustomerId,
         Name::PropertyId,
         Name::Zipcode,
         Name::Language,
         Name::DurationMinutes,
         Name::Window,
+        Name::Start,
+        Name::End,
     ];
-    const IN_WINDOW: &[Name] = &[Name::Start, Name::End];
 
     fn key(self) -> &'static str {
         match self {
@@ -169,8 +170,7 @@ impl Visitor<'_> for MemberVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Member, E> {
-        let all = Name::IN_REQUEST.iter().chain(Name::IN_WINDOW);
-        Ok(match all.copied().find(|name| name.key() == v) {
+        Ok(match Name::ALL.into_iter().find(|name| name.key() == v) {
             Some(name) => Member::Known(name),
             None => Member::Unknown(v.to_owned()),
         })
@@ -182,17 +182,12 @@ impl Visitor<'_> for MemberVisitor {
 struct Seen(u16);
 
 impl Seen {
-    /// The name of `member` if it belongs to an object of `names` and was
-    /// not seen in it before; `prefix` leads the name in errors.
-    fn first_time<E: de::Error>(
-        &mut self,
-        member: Member,
-        names: &[Name],
-        prefix: &str,
-    ) -> Result<Name, E> {
+    /// The name of `member` if the body knows it and it was not seen in
+    /// this object before; `prefix` leads the name in errors. Whether the
+    /// name belongs to this object is the caller's to judge.
+    fn first_time<E: de::Error>(&mut self, member: Member, prefix: &str) -> Result<Name, E> {
         let name = match member {
-            Member::Known(name) if names.contains(&name) => name,
-            Member::Known(name) => return Err(unknown_member(prefix, name.key())),
+            Member::Known(name) => name,
             Member::Unknown(key) => return Err(unknown_member(prefix, &key)),
         };
         let bit = 1 << name as u16;
