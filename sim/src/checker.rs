@@ -110,6 +110,12 @@ enum CallKind {
     Fetch {
         params: Params,
         streamed: BTreeSet<Slot>,
+        /// Slots of the window that were free in the book when they came, by
+        /// stream index: the core must offer each to the rules unless its
+        /// batch closed before it.
+        free: BTreeMap<u32, Slot>,
+        /// The start of every slot delivered, by stream index.
+        starts: Vec<Timestamp>,
         next_index: u32,
         ended_at: Option<u32>,
     },
@@ -285,6 +291,8 @@ pub struct Checker {
     /// This step's input must be ignored and counted by the core: a result
     /// of a call that is over, or a delivery that leaves a gap in a stream.
     ignored_input: bool,
+    /// This step's outputs asked the rules about a batch.
+    rules_asked_now: bool,
     extra: Vec<Box<dyn Check>>,
     pub coverage: Coverage,
 }
@@ -335,6 +343,7 @@ impl Checker {
             step: 0,
             last_stats: Default::default(),
             ignored_input: false,
+            rules_asked_now: false,
             counts_follow_outputs: true,
             terminal_result: None,
             call_results: [[0; 3]; 3],
@@ -404,6 +413,7 @@ impl Checker {
         self.gone_now = None;
         self.submitted_now = None;
         self.ignored_input = false;
+        self.rules_asked_now = false;
         self.terminal_result = None;
         self.call_results = [[0; 3]; 3];
         match input {
@@ -458,6 +468,7 @@ impl Checker {
         self.check_failure_answered(outputs)?;
         check_calls_live(now, outputs)?;
         if let Some(call) = self.terminal.take() {
+            self.check_no_free_slot_refused(call)?;
             let ended = self.calls.remove(&call).is_some();
             if let (true, Some((dependency, result))) = (ended, self.terminal_result) {
                 self.call_results[dependency as usize][result as usize] += 1;
@@ -682,8 +693,11 @@ impl Checker {
 
     fn on_slots(&mut self, call: CallId, first_index: u32, slots: &[Slot]) {
         self.input_call = Some(call);
+        let new_free = self.free_among_new(call, first_index, slots);
         let Some(CallKind::Fetch {
             streamed,
+            free,
+            starts,
             next_index,
             ..
         }) = self.calls.get_mut(&call)
@@ -691,6 +705,10 @@ impl Checker {
             self.on_late_input();
             return;
         };
+        free.extend(new_free);
+        if let Some(seen) = next_index.checked_sub(first_index) {
+            starts.extend(slots.iter().skip(seen as usize).map(|slot| slot.start));
+        }
         if first_index < *next_index {
             self.coverage.hit(Mark::DuplicateDelivery);
         }
@@ -701,6 +719,74 @@ impl Checker {
             *next_index = (*next_index).max(first_index + slots.len() as u32);
         }
         self.stream_maybe_complete(call);
+    }
+
+    /// The slots of a delivery that the stream had not delivered before,
+    /// that lie in the request's window and are free in the book as it is
+    /// when they come (the core judges them before anything else happens in
+    /// the step), by stream index.
+    fn free_among_new(&self, call: CallId, first_index: u32, slots: &[Slot]) -> Vec<(u32, Slot)> {
+        let Some(CallKind::Fetch {
+            params, next_index, ..
+        }) = self.calls.get(&call)
+        else {
+            return Vec::new();
+        };
+        let Some(seen) = next_index.checked_sub(first_index) else {
+            return Vec::new(); // a gap: ignored whole
+        };
+        let duration = u64::from(params.duration_min) * MS_PER_MINUTE;
+        (*next_index..)
+            .zip(slots.iter().skip(seen as usize))
+            .filter(|(_, slot)| {
+                let interval = Window::new(slot.start, slot.start.plus_ms(duration));
+                params.window.contains(&interval)
+                    && self.overlapping(&slot.agent, interval).is_none()
+            })
+            .map(|(index, slot)| (index, slot.clone()))
+            .collect()
+    }
+
+    /// A stream that ends with free slots must lead to a rules call: the
+    /// core may not answer 409 while a slot was free when it came.
+    fn check_no_free_slot_refused(&self, call: CallId) -> Checked {
+        let completed = self.terminal_result == Some((Dependency::Availability, CallResult::Ok));
+        let Some(CallKind::Fetch { free, .. }) = self.calls.get(&call) else {
+            return Ok(());
+        };
+        match free.values().next() {
+            Some(slot) if completed && !self.rules_asked_now => Err(safety(
+                Inv::CancellingFreesTime,
+                format!(
+                    "stream {} ended with {slot:?} free when it came, and no rules call",
+                    call.0
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A slot of `free` that the batch should hold and does not. A batch
+    /// closes once it has `max_candidates` and a slot with a later start
+    /// time comes (even one the core drops as malformed), so a full one
+    /// holds every free slot that came before the first slot starting after
+    /// its last candidate, and any other one every free slot.
+    fn free_slot_left_out<'a>(
+        &self,
+        free: &'a BTreeMap<u32, Slot>,
+        starts: &[Timestamp],
+        candidates: &[Candidate],
+    ) -> Option<&'a Slot> {
+        let full = candidates.len() >= self.config.max_candidates as usize;
+        let cut = match candidates.iter().map(|c| c.slot.start).max() {
+            Some(last) if full => starts.iter().position(|&start| start > last),
+            _ => None,
+        };
+        let before_cut = cut.map_or(u32::MAX, |cut| cut as u32);
+        let offered: BTreeSet<&Slot> = candidates.iter().map(|c| &c.slot).collect();
+        free.range(..before_cut)
+            .map(|(_, slot)| slot)
+            .find(|slot| !offered.contains(slot))
     }
 
     /// A result for a call that is over (cancelled, or ended already).
@@ -908,6 +994,8 @@ impl Checker {
                     CallKind::Fetch {
                         params,
                         streamed: BTreeSet::new(),
+                        free: BTreeMap::new(),
+                        starts: Vec::new(),
                         next_index: 0,
                         ended_at: None,
                     },
@@ -952,7 +1040,11 @@ impl Checker {
     ) -> Checked {
         let fetch = self.input_call.and_then(|c| self.calls.get(&c));
         let Some(CallKind::Fetch {
-            params, streamed, ..
+            params,
+            streamed,
+            free,
+            starts,
+            ..
         }) = fetch
         else {
             return Err(safety(
@@ -960,6 +1052,16 @@ impl Checker {
                 format!("rules call {} asks about slots no stream delivered", call.0),
             ));
         };
+        self.rules_asked_now = true;
+        if let Some(slot) = self.free_slot_left_out(free, starts, candidates) {
+            return Err(safety(
+                Inv::CancellingFreesTime,
+                format!(
+                    "rules call {}: {slot:?} was free when it came, but is not a candidate",
+                    call.0
+                ),
+            ));
+        }
         let params = params.clone();
         if request.zipcode != params.zipcode || request.duration_min != params.duration_min {
             return Err(safety(

@@ -421,6 +421,27 @@ fn the_checker_catches_a_201_after_the_deadline() {
     );
 }
 
+/// Leaves the last candidate out of every batch of two or more: a slot
+/// that was free is never offered.
+struct DroppedCandidate;
+
+impl Tap for DroppedCandidate {
+    fn output(&mut self, _now: Timestamp, mut out: Output, emit: &mut Vec<Output>) {
+        if let Output::CheckRules { candidates, .. } = &mut out {
+            if candidates.len() >= 2 {
+                candidates.pop();
+            }
+        }
+        emit.push(out);
+    }
+}
+
+#[test]
+fn the_checker_catches_a_free_slot_left_out() {
+    let (seed, v) = first_failure(|| DroppedCandidate).expect("caught");
+    assert_eq!(v.invariant, "9 cancelling-frees-time", "seed {seed}: {v}");
+}
+
 /// Never refuses as overloaded: the request waits (unboundedly) and gets a
 /// 504 at its deadline instead.
 #[derive(Default)]
