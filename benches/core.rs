@@ -64,6 +64,25 @@ fn booking_cost_as_the_book_grows(c: &mut Criterion) {
     group.finish();
 }
 
+/// `agents` agents (and their ids), each with `per_day` 30-minute tours a
+/// day for `days` days, the first at 08:00 and the others `gap_min` apart.
+fn a_full_book(agents: u64, days: u64, per_day: u64, gap_min: u64) -> (Vec<String>, Book) {
+    let ids: Vec<String> = (0..agents).map(|a| format!("ag-{a:04}")).collect();
+    let mut book = Book::new(15 * MIN);
+    let mut id = 0;
+    for agent in &ids {
+        for day in 0..days {
+            for tour in 0..per_day {
+                let start = T0 + day * DAY + (8 * 60 + tour * gap_min) * MIN;
+                let interval = Window::new(Timestamp(start), Timestamp(start + 30 * MIN));
+                book.insert(agent, interval, AssignmentId(id));
+                id += 1;
+            }
+        }
+    }
+    (ids, book)
+}
+
 /// One conflict check (`Book::is_free`) against a book of about 1,000,000
 /// tours: 342 agents with 8 tours a day for a year, checked at random
 /// agents and times, so that nearly every check starts cold, as in the
@@ -71,19 +90,7 @@ fn booking_cost_as_the_book_grows(c: &mut Criterion) {
 fn conflict_check_in_a_full_book(c: &mut Criterion) {
     const AGENTS: u64 = 342;
     const DAYS: u64 = 365;
-    let agents: Vec<String> = (0..AGENTS).map(|a| format!("ag-{a:04}")).collect();
-    let mut book = Book::new(15 * MIN);
-    let mut id = 0;
-    for agent in &agents {
-        for day in 0..DAYS {
-            for tour in 0..8 {
-                let start = T0 + day * DAY + (8 * 60 + tour * 60) * MIN;
-                let interval = Window::new(Timestamp(start), Timestamp(start + 30 * MIN));
-                book.insert(agent, interval, AssignmentId(id));
-                id += 1;
-            }
-        }
-    }
+    let (agents, book) = a_full_book(AGENTS, DAYS, 8, 60);
     let mut group = c.benchmark_group("book");
     group.throughput(Throughput::Elements(1));
     group.bench_function("is_free_1m_tours", |b| {
@@ -111,19 +118,7 @@ fn conflict_check_in_a_full_book(c: &mut Criterion) {
 fn request_on_a_book_of_busy_agents(c: &mut Criterion) {
     const AGENTS: u64 = 150;
     const DAYS: u64 = 300;
-    let agents: Vec<String> = (0..AGENTS).map(|a| format!("ag-{a:04}")).collect();
-    let mut book = Book::new(15 * MIN);
-    let mut id = 0;
-    for agent in &agents {
-        for day in 0..DAYS {
-            for tour in 0..5 {
-                let start = T0 + day * DAY + (8 * 60 + tour * 105) * MIN;
-                let interval = Window::new(Timestamp(start), Timestamp(start + 30 * MIN));
-                book.insert(agent, interval, AssignmentId(id));
-                id += 1;
-            }
-        }
-    }
+    let (agents, mut book) = a_full_book(AGENTS, DAYS, 5, 105);
     let mut group = c.benchmark_group("book");
     group.throughput(Throughput::Elements(1));
     group.bench_function("request_busy_agents", |b| {
