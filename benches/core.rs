@@ -83,6 +83,15 @@ fn a_full_book(agents: u64, days: u64, per_day: u64, gap_min: u64) -> (Vec<Strin
     (ids, book)
 }
 
+/// The next of a cheap pseudo-random sequence (xorshift), so that a
+/// benchmark's choices cost next to nothing beside what it measures.
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
 /// One conflict check (`Book::is_free`) against a book of about 1,000,000
 /// tours: 342 agents with 8 tours a day for a year, checked at random
 /// agents and times, so that nearly every check starts cold, as in the
@@ -96,10 +105,8 @@ fn conflict_check_in_a_full_book(c: &mut Criterion) {
     group.bench_function("is_free_1m_tours", |b| {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         b.iter(|| {
-            // xorshift: a random agent and a random quarter hour of the year.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            // A random agent and a random quarter hour of the year.
+            let x = xorshift(&mut x);
             let agent = &agents[(x % AGENTS) as usize];
             let start = T0 + (x >> 20) % (DAYS * 96) * 15 * MIN;
             let interval = Window::new(Timestamp(start), Timestamp(start + 30 * MIN));
@@ -124,9 +131,7 @@ fn request_on_a_book_of_busy_agents(c: &mut Criterion) {
     group.bench_function("request_busy_agents", |b| {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         b.iter(|| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = xorshift(&mut x);
             let team = (x % (AGENTS / 5)) * 5;
             let window_start = T0 + (x >> 20) % DAYS * DAY + (8 + (x >> 40) % 8) * 60 * MIN;
             let mut reader = book.reader();
