@@ -432,6 +432,19 @@ async fn operational_endpoints() {
     ] {
         assert!(doc["paths"][path]["get"].is_object(), "{path} documented");
     }
+    // Every 503 the server sends carries Retry-After, and says so.
+    for (path, method) in [
+        ("/dispatch", "post"),
+        ("/assignments/{id}", "get"),
+        ("/assignments/{id}", "delete"),
+        ("/readyz", "get"),
+    ] {
+        let unavailable = &doc["paths"][path][method]["responses"]["503"];
+        assert!(
+            unavailable["headers"]["Retry-After"].is_object(),
+            "{method} {path}: {unavailable}"
+        );
+    }
     let metrics = client.get("/metrics").await;
     assert_eq!(metrics.status, 200);
     assert!(metrics

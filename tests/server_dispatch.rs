@@ -688,6 +688,7 @@ async fn shutdown_turns_readyz_503_refuses_submits_and_finishes_what_runs() {
     let ready = client.get("/readyz").await;
     assert_eq!(ready.status, 503);
     assert_eq!(ready.problem_type(), "/problems/not-ready");
+    assert!(ready.retry_after().is_some_and(|s| s >= 1), "{ready:?}");
     let refused = client.dispatch_raw("not even json", &[]).await;
     assert_eq!(refused.status, 503, "before any other check");
     assert_eq!(refused.problem_type(), "/problems/overloaded");

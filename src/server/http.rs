@@ -224,7 +224,10 @@ fn status_reply(code: StatusCode, status: &'static str) -> Reply {
 fn readyz(app: &App) -> Reply {
     match app.state.not_ready_because() {
         None => status_reply(StatusCode::OK, "ready"),
-        Some(reason) => Problem::new(ProblemType::NotReady, reason).into_reply(),
+        // Like every 503 here, it says when to look again.
+        Some(reason) => Problem::new(ProblemType::NotReady, reason)
+            .retry_after(app.limits.retry_after_s)
+            .into_reply(),
     }
 }
 
@@ -302,11 +305,7 @@ where
             (render(&response, replayed), response.outcome())
         }
         Waited::TimedOut => (
-            Problem::new(
-                ProblemType::DeadlineExceeded,
-                "the deadline passed before an answer was ready; nothing was booked",
-            )
-            .into_reply(),
+            Problem::deadline_exceeded().into_reply(),
             Outcome::DeadlineExceeded,
         ),
         Waited::DriverGone => (

@@ -80,7 +80,7 @@ pub struct StatusBody {
         (status = 503, description = "Overloaded or draining (`/problems/overloaded`), or availability, rules or the journal failed (`/problems/dependency-unavailable`).",
          body = ProblemBody, content_type = "application/problem+json",
          headers(("Retry-After" = u32, description = "Whole seconds, at least 1"))),
-        (status = 504, description = "The deadline passed first; nothing was booked: `/problems/deadline-exceeded`.",
+        (status = 504, description = "The deadline passed first; nothing was booked unless a repeat of the key still waits for the attempt: `/problems/deadline-exceeded`.",
          body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
@@ -97,6 +97,9 @@ fn dispatch() {}
         (status = 200, description = "The assignment, `confirmed` or `cancelled`.", body = AssignmentBody),
         (status = 404, description = "Unknown or past retention: `/problems/not-found`.",
          body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The dispatcher's control channel is full (`--inbox-capacity`): `/problems/overloaded`.",
+         body = ProblemBody, content_type = "application/problem+json",
+         headers(("Retry-After" = u32, description = "Whole seconds, at least 1"))),
     )
 )]
 #[allow(dead_code)]
@@ -112,7 +115,7 @@ fn get_assignment() {}
         (status = 200, description = "The assignment, now `cancelled` (also when repeated).", body = AssignmentBody),
         (status = 404, description = "Unknown: `/problems/not-found`.",
          body = ProblemBody, content_type = "application/problem+json"),
-        (status = 503, description = "The journal cannot write: `/problems/dependency-unavailable`.",
+        (status = 503, description = "The journal cannot write (`/problems/dependency-unavailable`), or the dispatcher's control channel is full (`/problems/overloaded`).",
          body = ProblemBody, content_type = "application/problem+json",
          headers(("Retry-After" = u32, description = "Whole seconds, at least 1"))),
     )
@@ -137,7 +140,8 @@ fn healthz() {}
     responses(
         (status = 200, description = "Recovered and accepting.", body = StatusBody),
         (status = 503, description = "Starting, draining, or the journal cannot write: `/problems/not-ready`.",
-         body = ProblemBody, content_type = "application/problem+json"),
+         body = ProblemBody, content_type = "application/problem+json",
+         headers(("Retry-After" = u32, description = "Whole seconds, at least 1"))),
     ))]
 #[allow(dead_code)]
 fn readyz() {}

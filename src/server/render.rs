@@ -212,6 +212,16 @@ impl Problem {
         self
     }
 
+    /// A 504. The attempt goes on only while a repeat of its key still
+    /// waits for it; the detail says so, since such a repeat may book.
+    pub fn deadline_exceeded() -> Self {
+        Problem::new(
+            ProblemType::DeadlineExceeded,
+            "the deadline passed before an answer was ready; nothing was booked, \
+             unless a repeat with the same Idempotency-Key still waits for the attempt",
+        )
+    }
+
     pub fn overloaded(retry_after_s: u32) -> Self {
         Problem::new(
             ProblemType::Overloaded,
@@ -317,10 +327,7 @@ fn problem_for(response: &Response) -> Problem {
             ),
         )
         .retry_after(*retry_after_s),
-        Response::DeadlineExceeded => Problem::new(
-            ProblemType::DeadlineExceeded,
-            "the deadline passed before an answer was ready; nothing was booked",
-        ),
+        Response::DeadlineExceeded => Problem::deadline_exceeded(),
         Response::NotFound => Problem::new(
             ProblemType::NotFound,
             "no assignment has this id (or it is past retention)",
