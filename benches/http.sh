@@ -8,12 +8,14 @@
 #  2. latency at half the peak rate: the open-loop generator
 #     (benches/load.rs) at half of each server's median peak, and the
 #     ceiling at the same rate right after each run (the floor that the
-#     generator, the kernel and the host give any server);
+#     generator, the kernel and the host give any server); then the
+#     ceiling at half its own peak;
 #  3. slow dependencies: --availability-latency-ms 5 --rules-latency-ms 1 at
 #     --shard-concurrency 1 and 8;
 #  4. overload: twice the durable server's peak, open loop, with its resident
 #     memory sampled every second; and the same server unloaded (a tenth of
-#     its peak) for the p99 to compare with;
+#     its peak) for the p99 to compare with; then the ceiling under the same
+#     two loads (what the stack and the generator alone make of them);
 #  5. overload of the dependencies: the slow dependencies of step 3 at
 #     --shard-concurrency 8, unloaded (a tenth of step 3's throughput) and at
 #     twice it, with the default queues and with --queue-capacity 8
@@ -121,16 +123,19 @@ peak() { # peak TARGET: the median peak requests/s of TARGET
 }
 
 echo "2. latency at half the peak rate" >&2
-for kind in ephemeral durable; do
+for kind in ephemeral durable ceiling; do
     half=$(($(peak "$kind") / 2))
     for run in $(seq "$RUNS"); do
         # The ceiling at the same rate, right after: the tail that the
-        # generator, the kernel and the host give any server.
-        for target in "$kind" ceiling; do
+        # generator, the kernel and the host give any server. The ceiling
+        # itself is measured at half its own peak.
+        targets=("$kind")
+        [ "$kind" = ceiling ] || targets+=(ceiling)
+        for target in "${targets[@]}"; do
             start "$target"
             label=$target
-            [ "$target" = ceiling ] && label="ceiling at the $kind rate"
-            record half-peak "$label" "$run" "$half" "$(load_run "$half" "$DURATION" "h$run-$target")"
+            [ "$target" = ceiling ] && [ "$kind" != ceiling ] && label="ceiling at the $kind rate"
+            record half-peak "$label" "$run" "$half" "$(load_run "$half" "$DURATION" "h$run-$target-$kind")"
             stop
         done
     done
@@ -154,6 +159,15 @@ for run in $(seq "$RUNS"); do
     start durable
     record overload durable "$run" $((capacity * 2)) \
         "$(load_run $((capacity * 2)) $((DURATION * 2)) "o$run" --pid "$PID" --connections 1024)"
+    stop
+    # The same two loads against the ceiling: what the HTTP stack and the
+    # generator alone make of them on this machine.
+    start ceiling
+    record unloaded ceiling "$run" $((capacity / 10)) "$(load_run $((capacity / 10)) "$DURATION" "cu$run")"
+    stop
+    start ceiling
+    record overload ceiling "$run" $((capacity * 2)) \
+        "$(load_run $((capacity * 2)) $((DURATION * 2)) "co$run" --pid "$PID" --connections 1024)"
     stop
 done
 
