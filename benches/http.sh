@@ -152,23 +152,22 @@ done
 
 echo "4. overload" >&2
 capacity=$(peak durable)
+# overloads TARGET RUN KEY_PREFIX: a fresh TARGET at a tenth of the durable
+# peak, then another at twice it.
+overloads() {
+    start "$1"
+    record unloaded "$1" "$2" $((capacity / 10)) "$(load_run $((capacity / 10)) "$DURATION" "${3}u$2")"
+    stop
+    start "$1"
+    record overload "$1" "$2" $((capacity * 2)) \
+        "$(load_run $((capacity * 2)) $((DURATION * 2)) "${3}o$2" --pid "$PID" --connections 1024)"
+    stop
+}
 for run in $(seq "$RUNS"); do
-    start durable
-    record unloaded durable "$run" $((capacity / 10)) "$(load_run $((capacity / 10)) "$DURATION" "u$run")"
-    stop
-    start durable
-    record overload durable "$run" $((capacity * 2)) \
-        "$(load_run $((capacity * 2)) $((DURATION * 2)) "o$run" --pid "$PID" --connections 1024)"
-    stop
+    overloads durable "$run" ""
     # The same two loads against the ceiling: what the HTTP stack and the
     # generator alone make of them on this machine.
-    start ceiling
-    record unloaded ceiling "$run" $((capacity / 10)) "$(load_run $((capacity / 10)) "$DURATION" "cu$run")"
-    stop
-    start ceiling
-    record overload ceiling "$run" $((capacity * 2)) \
-        "$(load_run $((capacity * 2)) $((DURATION * 2)) "co$run" --pid "$PID" --connections 1024)"
-    stop
+    overloads ceiling "$run" c
 done
 
 echo "5. overload of the dependencies" >&2
