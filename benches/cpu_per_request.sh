@@ -7,14 +7,19 @@
 # installs it).
 #
 #   benches/cpu_per_request.sh ephemeral      # the server with --ephemeral
+#   benches/cpu_per_request.sh durable        # the server with a fresh journal
 #   benches/cpu_per_request.sh ceiling        # the bare hyper server
 #   C=8 RUNS=3 benches/cpu_per_request.sh ephemeral
+#   TOKIO_WORKER_THREADS=1 C=8 benches/cpu_per_request.sh ceiling
+#
+# TOKIO_WORKER_THREADS sets the runtime workers of any of the three (for
+# the tour-dispatcher it does what --workers does).
 #
 # Prints one line per run: requests/s, server CPU µs per request, server,
 # wrk and idle CPU in % of one core.
 set -euo pipefail
 
-KIND=${1:?usage: cpu_per_request.sh ephemeral|ceiling [server flags...]}
+KIND=${1:?usage: cpu_per_request.sh ephemeral|durable|ceiling [server flags...]}
 shift
 C=${C:-32}
 RUNS=${RUNS:-3}
@@ -32,6 +37,10 @@ for run in $(seq "$RUNS"); do
     case $KIND in
     ceiling) target/release/examples/ceiling "127.0.0.1:$PORT" 2>/dev/null & ;;
     ephemeral) target/release/tour-dispatcher --listen "127.0.0.1:$PORT" --ephemeral "$@" >/dev/null 2>&1 & ;;
+    durable)
+        data=$(mktemp -d)
+        target/release/tour-dispatcher --listen "127.0.0.1:$PORT" --data-dir "$data" "$@" >/dev/null 2>&1 &
+        ;;
     *) echo "unknown server: $KIND" >&2; exit 2 ;;
     esac
     server=$!
@@ -57,4 +66,5 @@ print(f"{sys.argv[7]}: {rps:,.0f} requests/s, server {server * 1e6 / (rps * wind
       f"server {server * 100 / window:.0f}%, wrk {client * 100 / window:.0f}%, idle {idle * 100 / window:.0f}% of a core")
 EOF
     rm -f "$out"
+    [[ $KIND == durable ]] && rm -rf "$data"
 done

@@ -27,6 +27,11 @@
 #
 #   benches/http.sh                 # RUNS=3 DURATION=4 CONCURRENCY="8 32 128"
 #   RUNS=1 DURATION=2 benches/http.sh   # a quick look
+#   WORKERS=1 benches/http.sh       # every server with one runtime worker
+#
+# WORKERS (default: the runtime's own choice, one per core) is given to the
+# servers as --workers and to the ceiling as TOKIO_WORKER_THREADS, so that
+# the ceiling always has the servers' runtime shape.
 #
 # Prints the tables (medians of RUNS runs, ratios within each run) and
 # leaves the raw JSON lines in $OUT (default target/http-bench).
@@ -36,6 +41,7 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-4}
 CONCURRENCY=${CONCURRENCY:-"8 32 128"}
 OUT=${OUT:-target/http-bench}
+WORKERS=${WORKERS:-}
 
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
@@ -63,8 +69,9 @@ start() {
     shift
     local log="$OUT/$kind.log"
     rm -f "$log" # so that the address read below is the new server's
+    if [ -n "$WORKERS" ]; then set -- --workers "$WORKERS" "$@"; fi
     case $kind in
-    ceiling) "$BIN/examples/ceiling" 127.0.0.1:0 2>"$log" & ;;
+    ceiling) ${WORKERS:+env TOKIO_WORKER_THREADS=$WORKERS} "$BIN/examples/ceiling" 127.0.0.1:0 2>"$log" & ;;
     ephemeral) "$BIN/tour-dispatcher" --listen 127.0.0.1:0 --ephemeral "$@" >/dev/null 2>"$log" & ;;
     durable)
         DATA=$(mktemp -d "${TMPDIR:-/tmp}/tour-bench.XXXXXX")
@@ -105,7 +112,7 @@ load_run() { # load_run RATE SECONDS KEY_PREFIX [--pid PID]
     "$BIN/examples/load" --url "$URL" --rate "$1" --seconds "$2" --key-prefix "$3" "${@:4}"
 }
 
-echo "machine: $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "machine: $(nproc) cores; runtime workers: ${WORKERS:-one per core}; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 echo "1. throughput" >&2
 for run in $(seq "$RUNS"); do

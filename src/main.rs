@@ -21,10 +21,11 @@ fn main() -> ExitCode {
     }
     init_logging(settings.log_format);
     disable_transparent_huge_pages();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = settings.workers {
+        builder.worker_threads(workers as usize);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tour-dispatcher: error: cannot start the runtime: {e}");

@@ -89,6 +89,7 @@ fn bad_settings_exit_non_zero_before_listening() {
         (vec!["--log-format", "xml"], vec![], "--log-format"),
         (vec!["--max-timeout-ms", "0"], vec![], "--max-timeout-ms"),
         (vec!["--listen-backlog", "0"], vec![], "--listen-backlog"),
+        (vec!["--workers", "0"], vec![], "--workers"),
         (vec!["--no-such-flag"], vec![], "--no-such-flag"),
         (
             vec!["--retention-days", "1", "--idempotency-ttl-s", "90000"],
@@ -194,6 +195,27 @@ async fn sigterm_drains_and_exits_zero() {
     assert!(lines[1..]
         .iter()
         .any(|l| l["input"].get("Submit").is_some()));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_runtime_has_as_many_workers_as_asked() {
+    let dir = scratch_dir("workers");
+    for (args, env, workers) in [
+        (vec!["--workers", "3"], vec![], 3),
+        (vec![], vec![("TOUR_WORKERS", "1")], 1),
+    ] {
+        let mut cmd = command(&dir, &["--listen", "127.0.0.1:0", "--ephemeral"]);
+        cmd.args(&args).envs(env);
+        let running = Running::spawn(cmd);
+        let line = running.listening_line();
+        assert!(
+            line.contains(&format!("workers={workers}")),
+            "{args:?}: {line}"
+        );
+        running.signal("TERM");
+        assert!(running.wait(Duration::from_secs(20)).success());
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 

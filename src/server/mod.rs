@@ -221,7 +221,8 @@ pub async fn start_with(
     };
     let done = tokio::spawn(serve(accept, driver, handle, state.clone(), stopping));
     state.set_ready();
-    tracing::info!(%addr, ephemeral = settings.ephemeral, "listening on http://{addr}");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(%addr, ephemeral = settings.ephemeral, workers, "listening on http://{addr}");
     Ok(ServerHandle { addr, stop, done })
 }
 

@@ -204,6 +204,13 @@ pub struct Settings {
     #[arg(long, env = "TOUR_MAX_IN_FLIGHT", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_in_flight: u32,
+
+    /// Runtime threads that serve HTTP and run the dispatcher (default: one
+    /// per core). Fewer can serve more when the clients or other busy
+    /// processes share the machine: see BENCHMARKS.md.
+    #[arg(long, env = "TOUR_WORKERS",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
 }
 
 /// Flags that are fine one by one but not together.
@@ -400,5 +407,13 @@ mod tests {
         assert!(parse(&["--ephemeral"]).unwrap().ephemeral);
         assert!(parse(&["--ephemeral=true"]).unwrap().ephemeral);
         assert!(!parse(&["--ephemeral=false"]).unwrap().ephemeral);
+    }
+
+    #[test]
+    fn workers_default_to_the_runtime_s_choice_and_are_bounded() {
+        assert_eq!(Settings::defaults().workers, None);
+        assert_eq!(parse(&["--workers", "1"]).unwrap().workers, Some(1));
+        assert!(parse(&["--workers", "0"]).is_err());
+        assert!(parse(&["--workers", "1025"]).is_err());
     }
 }

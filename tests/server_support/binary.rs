@@ -48,21 +48,31 @@ impl Running {
         Running { child, lines }
     }
 
-    /// The address from the "listening on http://..." log line.
-    pub fn address(&self) -> SocketAddr {
+    /// The "listening on http://..." log line, the lines before it skipped.
+    pub fn listening_line(&self) -> String {
         loop {
             let line = self
                 .lines
                 .recv_timeout(Duration::from_secs(20))
                 .expect("a listening line within 20 s");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                return addr.parse().expect("an address");
+            if line.contains("listening on http://") {
+                return line;
             }
         }
+    }
+
+    /// The address from the "listening on http://..." log line.
+    pub fn address(&self) -> SocketAddr {
+        let line = self.listening_line();
+        let rest = line
+            .split("listening on http://")
+            .nth(1)
+            .unwrap_or_default();
+        let addr: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect();
+        addr.parse().expect("an address")
     }
 
     pub fn signal(&self, name: &str) {
