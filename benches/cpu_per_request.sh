@@ -25,6 +25,8 @@ C=${C:-32}
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-4}
 PORT=${PORT:-18231}
+# The CPU is read over the run less its first and last second.
+if [ "$DURATION" -lt 3 ]; then echo "DURATION must be at least 3 (seconds)" >&2; exit 2; fi
 
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin tour-dispatcher --example ceiling
@@ -66,5 +68,5 @@ print(f"{sys.argv[7]}: {rps:,.0f} requests/s, server {server * 1e6 / (rps * wind
       f"server {server * 100 / window:.0f}%, wrk {client * 100 / window:.0f}%, idle {idle * 100 / window:.0f}% of a core")
 EOF
     rm -f "$out"
-    [[ $KIND == durable ]] && rm -rf "$data"
+    if [ "$KIND" = durable ]; then rm -rf "$data"; fi
 done
