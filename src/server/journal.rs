@@ -30,7 +30,9 @@ pub enum Appended {
 
 /// A journal as the driver uses it. No method blocks on the disk except
 /// [`Journal::flush`], which the server calls once, at shutdown, off the
-/// driver.
+/// driver, and [`Journal::install_snapshot`] when the writer's queue is
+/// full (it waits for room: a snapshot cannot be dropped as an append is
+/// failed). The queue is sized above the core's writes in flight.
 pub trait Journal: Send {
     /// Appends `record` as number `seq` (seqs come in increasing order).
     fn append(&mut self, seq: u64, record: Record) -> Appended;
@@ -52,8 +54,14 @@ impl Journal for DurableJournal {
     }
 
     fn flush(&mut self) -> Result<(), String> {
-        DurableJournal::flush(self);
-        Ok(())
+        if DurableJournal::flush(self) {
+            Ok(())
+        } else {
+            Err(
+                "its last writes failed (see the log); every booking acknowledged is on disk"
+                    .into(),
+            )
+        }
     }
 }
 

@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 /// The file in the data directory whose lock marks it as in use.
 pub const LOCK_FILE: &str = "LOCK";
 
-/// How long the writer waits before asking again for a snapshot the
-/// driver has not installed (doubling up to [`MAX_BACKOFF`]).
+/// How long the writer waits, when a snapshot is wanted because writes
+/// failed (or its install did), before asking for one (doubling up to
+/// [`MAX_BACKOFF`]).
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -42,8 +43,8 @@ pub enum JournalEvent {
     PersistFailed { from: u64 },
     /// Take `Dispatcher::snapshot()` and `durable_seq()` and hand them to
     /// [`DurableJournal::install_snapshot`]: the file passed the compaction
-    /// threshold, or a failed write needs a fresh file. Repeated, with a
-    /// growing pause, until a snapshot is installed.
+    /// threshold, or a failed write needs a fresh file. Sent once per need:
+    /// again only after an install that failed, with a growing pause.
     WantsSnapshot,
     /// Whether records appended now can become durable (for `/readyz`).
     /// Sent once at start, then on every change.
@@ -92,7 +93,8 @@ enum Message {
         durable_seq: u64,
         snapshot: Vec<Record>,
     },
-    Flush(SyncSender<()>),
+    /// Answered after the next commit: whether the journal can write.
+    Flush(SyncSender<bool>),
     Stop,
 }
 
@@ -156,6 +158,7 @@ impl DurableJournal {
             flushes: Vec::new(),
             writable: true,
             request_at: None,
+            asked: false,
             backoff: FIRST_BACKOFF,
         };
         let handle = std::thread::Builder::new()
@@ -197,12 +200,15 @@ impl DurableJournal {
         });
     }
 
-    /// Blocks until everything appended so far has settled (for shutdown).
-    pub fn flush(&self) {
+    /// Blocks until everything appended so far has settled (for shutdown);
+    /// false if writes failed and no fresh file has replaced them since
+    /// (what failed was answered as failed, but is not on disk).
+    pub fn flush(&self) -> bool {
         let (done, wait) = mpsc::sync_channel(1);
-        if self.sender.send(Message::Flush(done)).is_ok() {
-            let _ = wait.recv();
+        if self.sender.send(Message::Flush(done)).is_err() {
+            return false;
         }
+        wait.recv().unwrap_or(false)
     }
 
     /// The writer's counters, as of its last batch.
@@ -236,10 +242,14 @@ struct Writer<S: Storage> {
     /// Records staged for the next commit.
     staged: usize,
     /// Flushes answered after the next commit.
-    flushes: Vec<SyncSender<()>>,
+    flushes: Vec<SyncSender<bool>>,
     writable: bool,
     /// When to send the next `WantsSnapshot`.
     request_at: Option<Instant>,
+    /// A `WantsSnapshot` went out and no `Install` has come since. The
+    /// driver answers every one, and a snapshot of a large state takes it a
+    /// while: asking again meanwhile would only have it build another.
+    asked: bool,
     backoff: Duration,
 }
 
@@ -316,6 +326,7 @@ impl<S: Storage> Writer<S> {
             } => {
                 self.note_lost(u64::MAX);
                 self.staged = 0;
+                self.asked = false;
                 if self
                     .journal
                     .install_snapshot(durable_seq, &snapshot)
@@ -359,8 +370,9 @@ impl<S: Storage> Writer<S> {
         }
         self.staged = 0;
         self.report();
+        let writable = self.journal.is_writable();
         for done in self.flushes.drain(..) {
-            let _ = done.send(());
+            let _ = done.send(writable);
         }
     }
 
@@ -386,9 +398,9 @@ impl<S: Storage> Writer<S> {
         *shared = stats.clone();
     }
 
-    /// Asks for a snapshot when one is wanted and due.
+    /// Asks for a snapshot when one is wanted and due, and not asked for.
     fn after_step(&mut self) {
-        let Some(reason) = self.journal.wants_snapshot() else {
+        let Some(reason) = self.journal.wants_snapshot().filter(|_| !self.asked) else {
             self.request_at = None;
             return;
         };
@@ -400,7 +412,8 @@ impl<S: Storage> Writer<S> {
         });
         if due <= now {
             (self.events)(JournalEvent::WantsSnapshot);
-            self.request_at = Some(now + self.backoff);
+            self.asked = true;
+            self.request_at = None;
             self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         }
     }

@@ -548,9 +548,12 @@ fn a_failing_disk_fails_writes_until_a_snapshot_is_installed() {
     // before the core heard of the failure (which failed every write from
     // 2 on), so it is not reported again.
     journal.append(3, record(3));
-    journal.flush();
-    // The writer asks for a snapshot after a pause, and again if none comes.
+    assert!(!journal.flush(), "a flush says the journal cannot write");
+    // The writer asks for a snapshot after a pause; again only after an
+    // install that failed.
     let mut seen = wait_for(&rx, |e| *e == JournalEvent::WantsSnapshot);
+    disk.disk().fail_next(Op::Create, 1);
+    journal.install_snapshot(1, state_of(records(1..=1)));
     seen.extend(wait_for(&rx, |e| *e == JournalEvent::WantsSnapshot));
     assert!(
         !seen
@@ -558,6 +561,7 @@ fn a_failing_disk_fails_writes_until_a_snapshot_is_installed() {
             .any(|e| matches!(e, JournalEvent::PersistFailed { .. })),
         "{seen:?}"
     );
+    assert_eq!(journal.stats().failed_snapshots, 1);
 
     journal.install_snapshot(1, state_of(records(1..=1)));
     journal.append(4, record(4));
@@ -571,6 +575,7 @@ fn a_failing_disk_fails_writes_until_a_snapshot_is_installed() {
         "{seen:?}"
     );
     assert_eq!(journal.stats().snapshots, 1);
+    assert!(journal.flush(), "a fresh file replaced the failed one");
     drop(journal);
 
     let storage = disk.disk().clone();
@@ -603,6 +608,38 @@ fn compaction_is_asked_for_and_carried_out() {
     drop(journal);
     let reopened = Journal::open(disk.disk().clone(), JournalConfig::default()).unwrap();
     assert_eq!(state_of(reopened.records), state_of(records(1..=n + 1)));
+}
+
+#[test]
+fn a_snapshot_is_asked_for_once_until_one_is_installed() {
+    let disk = Shared::new(Duration::ZERO);
+    let options = JournalOptions {
+        compact_after_bytes: 1,
+        ..small_options()
+    };
+    let (callback, rx) = events();
+    let (journal, _, _) = DurableJournal::start(disk, options, callback).unwrap();
+    // Commits go on for many times the writer's first pause while the
+    // driver builds its snapshot (which takes a while for a large state).
+    for n in 1..=40 {
+        journal.append(n, record(n));
+        journal.flush();
+        std::thread::sleep(FIRST_BACKOFF / 5);
+    }
+    let asked = |seen: &[JournalEvent]| {
+        seen.iter()
+            .filter(|e| **e == JournalEvent::WantsSnapshot)
+            .count()
+    };
+    let seen = drain(&rx);
+    assert_eq!(asked(&seen), 1, "{seen:?}");
+    journal.install_snapshot(40, state_of(records(1..=40)));
+    assert!(journal.flush());
+    assert_eq!(journal.stats().snapshots, 1);
+    // The file passes the threshold again: asked again.
+    journal.append(41, record(41));
+    journal.flush();
+    wait_for(&rx, |e| *e == JournalEvent::WantsSnapshot);
 }
 
 #[test]
