@@ -280,6 +280,11 @@ impl Driver {
                 let _ = reply.send(self.core.stats());
             }
             Command::Drain => {
+                // Submits that passed the handlers' drain check and wait in
+                // their channel are requests already taken: they run first.
+                while let Ok(submit) = self.submits.try_recv() {
+                    self.command(submit);
+                }
                 if !self.core.is_draining() {
                     let deadline = self
                         .parts
@@ -835,6 +840,31 @@ mod tests {
         );
 
         rig.handle.control.send(Command::Drain).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rig.run)
+            .await
+            .expect("an idle driver stops once drained")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_drain_runs_the_submits_already_taken_first() {
+        let mut rig = Rig::ephemeral();
+        // Queued before the driver runs again, the drain behind them.
+        let mut answers = Vec::new();
+        for customer in ["a", "b", "c"] {
+            answers.push(rig.submit(rig.body(customer)).await);
+        }
+        rig.handle.control.send(Command::Drain).await.unwrap();
+        for answer in answers {
+            let answer = tokio::time::timeout(Duration::from_secs(5), answer)
+                .await
+                .expect("answered")
+                .unwrap();
+            assert!(
+                matches!(answer.response, Response::Assigned(_)),
+                "{answer:?}"
+            );
+        }
         tokio::time::timeout(Duration::from_secs(5), rig.run)
             .await
             .expect("an idle driver stops once drained")
