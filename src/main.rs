@@ -54,10 +54,17 @@ async fn run(settings: Settings) -> ExitCode {
     };
     // Also on stderr, so a script finds the address whichever stream it reads.
     eprintln!("tour-dispatcher: listening on http://{}", server.addr());
-    let signal = signals.next().await;
-    tracing::info!(signal, "shutting down");
-    server.shutdown();
-    match server.wait().await {
+    let mut server = server;
+    let stopped = tokio::select! {
+        signal = signals.next() => {
+            tracing::info!(signal, "shutting down");
+            server.shutdown();
+            server.stopped().await
+        }
+        // Only if the dispatcher failed: the server stops by itself.
+        stopped = server.stopped() => stopped,
+    };
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tour-dispatcher: error: {e}");

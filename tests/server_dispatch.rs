@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 use server_support::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tour_dispatcher::core::DependencyError;
+use tour_dispatcher::core::{DependencyError, Slot};
 use tour_dispatcher::embedded::{Roster, RulesConfig};
+use tour_dispatcher::server;
 use tour_dispatcher::server::clock::Clock;
 use tour_dispatcher::server::services::{
     AvailabilityQuery, AvailabilityService, BoxFuture, EmbeddedRules, Services, SlotSink,
@@ -540,6 +541,57 @@ async fn a_failing_dependency_is_503_dependency_unavailable() {
         2.0
     );
     server.stop().await;
+}
+
+/// An inline service with a bug: it panics on the dispatcher's task.
+struct PanickingAvailability;
+
+impl AvailabilityService for PanickingAvailability {
+    fn stream<'a>(
+        &'a self,
+        _query: AvailabilityQuery,
+        _sink: &'a mut SlotSink,
+    ) -> BoxFuture<'a, Result<(), DependencyError>> {
+        Box::pin(async { Err(DependencyError::Unavailable) })
+    }
+
+    fn page_now(
+        &self,
+        _query: &AvailabilityQuery,
+        _after: Option<&Slot>,
+        _max: usize,
+    ) -> Option<Vec<Slot>> {
+        panic!("a bug in an inline service")
+    }
+}
+
+#[tokio::test]
+async fn a_server_whose_dispatcher_fails_stops_by_itself() {
+    let roster = Arc::new(Roster::demo());
+    let services = Services {
+        availability: Arc::new(PanickingAvailability),
+        rules: Arc::new(EmbeddedRules {
+            roster,
+            config: RulesConfig::default(),
+            latency: Duration::ZERO,
+            clock: Clock::start(),
+        }),
+    };
+    let mut server = TestServer::start_with(&[], Some(services)).await;
+    let client = server.client();
+    let reply = client.dispatch(&good_request("c")).await;
+    assert_eq!(reply.status, 503, "the request it was on");
+    let stopped = tokio::time::timeout(Duration::from_secs(10), server.stopped())
+        .await
+        .expect("the server stops by itself");
+    assert!(
+        matches!(stopped, Err(server::ServeError::Crashed(_))),
+        "{stopped:?}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "the listener is closed"
+    );
 }
 
 // ----- cancels and metrics -----------------------------------------------------------

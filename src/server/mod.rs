@@ -124,8 +124,14 @@ impl ServerHandle {
     }
 
     /// Waits until the server has stopped.
-    pub async fn wait(self) -> Result<(), ServeError> {
-        match self.done.await {
+    pub async fn wait(mut self) -> Result<(), ServeError> {
+        self.stopped().await
+    }
+
+    /// Waits until the server has stopped: after [`shutdown`](Self::shutdown),
+    /// or by itself if its dispatcher failed. Call it to completion once.
+    pub async fn stopped(&mut self) -> Result<(), ServeError> {
+        match (&mut self.done).await {
             Ok(result) => result,
             Err(e) => Err(ServeError::Crashed(e.to_string())),
         }
@@ -376,16 +382,32 @@ async fn serve(
     let graceful = GracefulShutdown::new();
     let (close_listener, listener_closing) = watch::channel(false);
     let accepting = acceptor.run(listener_closing, &graceful);
+    let mut driver = driver;
     let shutdown = async {
-        let _ = stopping.wait_for(|s| *s).await;
+        let ended = tokio::select! {
+            _ = stopping.wait_for(|s| *s) => None,
+            // The driver ends by itself only if it failed (a panic): a
+            // server that cannot dispatch stops, so that its supervisor
+            // restarts it from the journal.
+            ended = &mut driver => Some(ended),
+        };
         state.set_draining();
-        let _ = handle.control.send(Command::Drain).await;
-        let journal = driver
-            .await
-            .map_err(|e| ServeError::Crashed(e.to_string()))?;
-        let flushed = flush(journal).await;
+        let ended = match ended {
+            Some(ended) => {
+                tracing::error!("the dispatcher stopped unexpectedly; stopping the server");
+                ended
+            }
+            None => {
+                let _ = handle.control.send(Command::Drain).await;
+                driver.await
+            }
+        };
+        let result = match ended {
+            Ok(journal) => flush(journal).await,
+            Err(e) => Err(ServeError::Crashed(e.to_string())),
+        };
         let _ = close_listener.send(true);
-        flushed
+        result
     };
     let (_, result) = tokio::join!(accepting, shutdown);
     if tokio::time::timeout(CONNECTION_GRACE, graceful.shutdown())

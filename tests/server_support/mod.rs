@@ -59,6 +59,12 @@ impl TestServer {
         }
     }
 
+    /// Waits until the server stops by itself (its dispatcher failed).
+    pub async fn stopped(&mut self) -> Result<(), server::ServeError> {
+        let handle = self.handle.as_mut().expect("a running server");
+        handle.stopped().await
+    }
+
     /// Shuts down and waits until the server has stopped.
     pub async fn stop(mut self) {
         if let Some(h) = self.handle.take() {
