@@ -232,7 +232,12 @@ impl Settings {
     /// The defaults of every flag, as if the binary ran with none (and no
     /// `TOUR_*` variables).
     pub fn defaults() -> Self {
-        Settings::parse_flags(["tour-dispatcher"]).expect("the defaults parse")
+        use clap::{CommandFactory, FromArgMatches};
+        let without_env = Settings::command().mut_args(|arg| arg.env(None::<&str>));
+        without_env
+            .try_get_matches_from(["tour-dispatcher"])
+            .and_then(|matches| Settings::from_arg_matches(&matches))
+            .expect("the defaults parse")
     }
 
     /// Parses flags (the first item is the program name), reading `TOUR_*`
