@@ -15,6 +15,10 @@
 //! installed before any write the core emits in that same step is appended.
 //! The journal itself does not report again the appends it refused between
 //! a reported failure and the next snapshot: the core failed those already.
+//! A compaction's snapshot comes a while after the journal asked for it, as
+//! the driver's does: records may be staged by then, their commit (the
+//! install's first step) may fail, and the journal refuses a snapshot taken
+//! before the core heard of a failure.
 
 use crate::choices::{Choices, ChoicesExt};
 use tour_dispatcher::core::Record;
@@ -59,6 +63,8 @@ pub struct SimJournal {
     staged: usize,
     /// A commit is scheduled.
     syncing: bool,
+    /// Failures the core has heard of since the journal was opened.
+    failures_handled: u64,
 }
 
 impl SimJournal {
@@ -78,6 +84,7 @@ impl SimJournal {
             config,
             staged: 0,
             syncing: false,
+            failures_handled: 0,
         })
     }
 
@@ -113,6 +120,11 @@ impl SimJournal {
         std::iter::from_fn(|| j.poll_settled()).collect()
     }
 
+    /// The core has heard of one more of the journal's failures.
+    pub fn failure_handled(&mut self) {
+        self.failures_handled += 1;
+    }
+
     /// Why the journal wants a snapshot of the core, if it does.
     pub fn wants_snapshot(&self) -> Option<SnapshotReason> {
         self.journal.wants_snapshot()
@@ -121,21 +133,31 @@ impl SimJournal {
     /// Starts a fresh file from the core's snapshot (after a failure, or
     /// to compact); `halt_after` stops the process after that many disk
     /// operations (a crash in the middle of it). What was staged is
-    /// committed first; returns how that settled.
+    /// committed first, `fault` making one disk operation of that commit
+    /// fail; returns how that settled.
     pub fn install_snapshot(
         &mut self,
         durable_seq: u64,
         snapshot: &[Record],
         halt_after: Option<u64>,
+        fault: Option<Op>,
     ) -> (Vec<Settled>, Result<(), JournalError>) {
         self.staged = 0;
         let j = &mut self.journal;
+        if let Some(op) = fault {
+            j.storage_mut().fail_next(op, 1);
+        }
         j.commit();
+        j.storage_mut().fail_next(Op::Append, 0);
+        j.storage_mut().fail_next(Op::Sync, 0);
         let settled: Vec<Settled> = std::iter::from_fn(|| j.poll_settled()).collect();
         if let Some(n) = halt_after {
             j.storage_mut().halt_after(n);
         }
-        (settled, j.install_snapshot(durable_seq, snapshot))
+        (
+            settled,
+            j.install_snapshot(durable_seq, snapshot, self.failures_handled),
+        )
     }
 
     /// The process died: the disk loses what was not durable (as `choices`
@@ -152,6 +174,7 @@ impl SimJournal {
         self.journal = opened.journal;
         self.staged = 0;
         self.syncing = false;
+        self.failures_handled = 0;
         Ok((opened.records, opened.report))
     }
 }
@@ -192,7 +215,8 @@ mod tests {
         j.append(5, &rec(5));
         assert!(!j.start_sync(), "nothing is committed to an untrusted file");
         assert_eq!(j.wants_snapshot(), Some(SnapshotReason::Recover));
-        let (stale, installed) = j.install_snapshot(3, &[rec(9)], None);
+        j.failure_handled();
+        let (stale, installed) = j.install_snapshot(3, &[rec(9)], None, None);
         assert_eq!(stale, vec![], "the refused append is not reported again");
         installed.expect("fresh file");
         j.append(6, &rec(6));

@@ -304,7 +304,7 @@ fn draw_faults(c: &mut dyn Choices, safety_ms: u64) -> Faults {
         } else {
             0
         },
-        compaction_crash_pm: rate(c, 100_000),
+        compaction_crash_pm: rate(c, 250_000),
         // Drawn last: the draws before it keep their meaning.
         stream_malformed_pm: rate(c, 20_000),
     }

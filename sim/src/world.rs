@@ -24,7 +24,7 @@ use tour_dispatcher::core::{
     AssignmentId, CallId, DependencyError, Dispatcher, Input, Output, RawRequest, RawWindow,
     Record, Response, Slot, Ticket, Timestamp, Window,
 };
-use tour_dispatcher::journal::{Settled, SnapshotReason};
+use tour_dispatcher::journal::{Op, Settled, SnapshotReason};
 
 /// How long after the faults heal the world must be quiet.
 pub const LIVENESS_BUDGET_MS: u64 = 120_000;
@@ -195,6 +195,10 @@ enum Event {
     RetrySnapshot {
         epoch: u32,
     },
+    /// The core's snapshot for a compaction the journal asked for.
+    Compact {
+        epoch: u32,
+    },
     Crash,
     Restart,
     Heal,
@@ -266,6 +270,8 @@ pub struct World<'c, T: Tap = NoTap> {
     seq: u64,
     epoch: u32,
     healed_at: Option<Timestamp>,
+    /// The journal asked to compact and the snapshot has not come yet.
+    compaction_asked: bool,
     safety_end: Timestamp,
     calls: BTreeMap<CallId, Call>,
     clients: Vec<Client>,
@@ -311,6 +317,7 @@ impl<'c, T: Tap> World<'c, T> {
             seq: 0,
             epoch: 0,
             healed_at: None,
+            compaction_asked: false,
             calls: BTreeMap::new(),
             clients: Vec::new(),
             tickets: BTreeMap::new(),
@@ -513,8 +520,11 @@ impl<'c, T: Tap> World<'c, T> {
             ));
         }
         if journal_failed {
+            if let Some(j) = &mut self.journal {
+                j.failure_handled();
+            }
             // The fresh file first: this step's writes belong in it.
-            self.snapshot_journal(None);
+            self.snapshot_journal();
         }
         for out in &outputs {
             self.react(out);
@@ -822,34 +832,68 @@ impl<'c, T: Tap> World<'c, T> {
         }
     }
 
-    /// Compacts when the journal asks to; now and then the process dies in
-    /// the middle of it.
+    /// When the journal asks to compact, the core's snapshot comes a little
+    /// later, as the driver's does: records may be staged by then, and a
+    /// commit may even have failed without the core hearing of it yet.
     fn maybe_compact(&mut self) -> Result<(), Violation> {
         let wants = self.journal.as_ref().and_then(SimJournal::wants_snapshot);
-        if wants != Some(SnapshotReason::Compact) || self.core.is_none() {
+        if wants != Some(SnapshotReason::Compact) || self.core.is_none() || self.compaction_asked {
             return Ok(());
         }
+        self.compaction_asked = true;
+        let delay = self.choices.below(self.faults.journal_latency_ms * 2 + 1);
+        let epoch = self.epoch;
+        self.after(delay, Event::Compact { epoch });
+        Ok(())
+    }
+
+    /// The snapshot for a compaction arrives and is installed, whatever the
+    /// journal's state now (as the driver does); now and then the process
+    /// dies in the middle of it.
+    fn on_compact(&mut self, epoch: u32) -> Result<(), Violation> {
+        if epoch != self.epoch || self.core.is_none() {
+            return Ok(());
+        }
+        self.compaction_asked = false;
         let dies = self.healed_at.is_none() && self.choices.chance(self.faults.compaction_crash_pm);
         let halt = dies.then(|| self.choices.below(8));
-        self.snapshot_journal(halt);
+        // The commit of what is staged, which comes first, may fail too.
+        let fault = draw_fault(self.choices, self.faults.journal_fail_pm);
+        if fault.is_some() {
+            self.stats.journal_failures += 1;
+        }
+        self.install_snapshot(halt, fault);
         if dies {
             self.checker.coverage.hit(Mark::CrashMidCompaction);
             self.crash();
+        } else {
+            self.maybe_sync();
         }
         Ok(())
     }
 
-    /// Installs the core's snapshot as the journal's fresh file (after a
-    /// failure the core heard of, or to compact); retried later on failure.
-    fn snapshot_journal(&mut self, halt_after: Option<u64>) {
+    /// Installs the core's snapshot as the journal's fresh file if the
+    /// journal wants one (after a failure the core heard of, or a failed
+    /// install).
+    fn snapshot_journal(&mut self) {
+        if self
+            .journal
+            .as_ref()
+            .and_then(SimJournal::wants_snapshot)
+            .is_some()
+        {
+            self.install_snapshot(None, None);
+        }
+    }
+
+    /// Installs the core's snapshot as the journal's fresh file; retried
+    /// later on failure.
+    fn install_snapshot(&mut self, halt_after: Option<u64>, fault: Option<Op>) {
         let (Some(core), Some(j)) = (&self.core, &mut self.journal) else {
             return;
         };
-        if j.wants_snapshot().is_none() {
-            return;
-        }
         let (settled, installed) =
-            j.install_snapshot(core.durable_seq(), &core.snapshot(), halt_after);
+            j.install_snapshot(core.durable_seq(), &core.snapshot(), halt_after, fault);
         self.deliver_settled(settled);
         match installed {
             Ok(()) => {
@@ -874,6 +918,7 @@ impl<'c, T: Tap> World<'c, T> {
         self.stats.crashes += 1;
         self.crash_journal();
         self.epoch += 1;
+        self.compaction_asked = false;
         self.calls.clear();
         let lost: Vec<(Ticket, usize)> = std::mem::take(&mut self.tickets).into_iter().collect();
         for (_, client) in lost {
@@ -1223,9 +1268,10 @@ impl<'c, T: Tap> World<'c, T> {
                 }
                 Ok(())
             }
+            Event::Compact { epoch } => self.on_compact(epoch),
             Event::RetrySnapshot { epoch } => {
                 if epoch == self.epoch {
-                    self.snapshot_journal(None);
+                    self.snapshot_journal();
                     self.maybe_sync();
                 }
                 Ok(())

@@ -40,6 +40,11 @@ pub enum JournalError {
     DataDir { dir: String, reason: String },
     #[error("the journal writer thread could not be started: {0}")]
     Writer(String),
+    #[error(
+        "a snapshot taken before the dispatcher heard of failed journal writes ({handled} of \
+         {reported} failures) was not installed; the next one will be"
+    )]
+    StaleSnapshot { handled: u64, reported: u64 },
 }
 
 impl JournalError {

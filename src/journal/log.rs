@@ -118,6 +118,8 @@ pub struct Journal<S: Storage> {
     /// failure, which failed them already. Reporting them again would fail
     /// the writes that go to the fresh file.
     failure_reported: bool,
+    /// Failures reported in all (each a [`Settled::Failed`]).
+    failures_reported: u64,
     settled: VecDeque<Settled>,
     stats: JournalStats,
 }
@@ -147,6 +149,7 @@ impl<S: Storage> Journal<S> {
             staged_seqs: Vec::new(),
             failing_from: None,
             failure_reported: false,
+            failures_reported: 0,
             settled: VecDeque::new(),
             stats: JournalStats::default(),
         };
@@ -294,6 +297,7 @@ impl<S: Storage> Journal<S> {
             self.trusted = false;
             if !self.failure_reported {
                 self.failure_reported = true;
+                self.failures_reported += 1;
                 self.stats.failed_batches += 1;
                 self.settled.push_back(Settled::Failed { from });
             }
@@ -347,20 +351,39 @@ impl<S: Storage> Journal<S> {
         self.trusted
     }
 
+    /// How many failures the journal has reported ([`Settled::Failed`]).
+    pub fn failures_reported(&self) -> u64 {
+        self.failures_reported
+    }
+
     /// Starts a fresh file from `snapshot`, the core's `snapshot()` taken
-    /// when its `durable_seq()` was `durable_seq`. Commits what is staged
-    /// first; records synced here with a later sequence number (the core
-    /// had not seen them settle) are carried after the snapshot. On error
-    /// the journal stays as it was (or untrusted, when the switch may have
-    /// happened) and the driver tries again later.
+    /// when its `durable_seq()` was `durable_seq`, once the core had heard
+    /// of `failures_handled` of the journal's reported failures. Commits
+    /// what is staged first; records synced here with a later sequence
+    /// number (the core had not seen them settle) are carried after the
+    /// snapshot. On error the journal stays as it was (or untrusted, when
+    /// the switch may have happened) and the driver tries again later.
+    ///
+    /// A snapshot taken before the core heard of a reported failure (that
+    /// commit's own included) is refused: the core fails every write it
+    /// emitted before it hears of a failure, and a fresh file would make
+    /// the later of those durable, to come back after a crash.
     pub fn install_snapshot(
         &mut self,
         durable_seq: u64,
         snapshot: &[Record],
+        failures_handled: u64,
     ) -> Result<(), JournalError> {
         self.commit();
-        // The driver calls this right after the core handled a failure:
-        // whatever is appended from now on is news to the core.
+        if failures_handled < self.failures_reported {
+            self.stats.failed_snapshots += 1;
+            return Err(JournalError::StaleSnapshot {
+                handled: failures_handled,
+                reported: self.failures_reported,
+            });
+        }
+        // The core has heard of every failure: whatever is appended from
+        // now on is news to it.
         self.failure_reported = false;
         let result = encode_all(snapshot).and_then(|frames| {
             let carried: Vec<Written> = self

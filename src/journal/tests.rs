@@ -373,7 +373,9 @@ fn damage_in_the_last_synced_batch_is_refused_when_a_later_batch_vouches_for_it(
 fn damage_inside_a_snapshot_is_refused_even_at_the_end_of_the_file() {
     let mut journal = open(MemStorage::new()).journal;
     commit(&mut journal, 1..=4);
-    journal.install_snapshot(4, &records(1..=4)).unwrap();
+    journal
+        .install_snapshot(4, &records(1..=4), journal.failures_reported())
+        .unwrap();
     let name = log_name(2);
     let bytes = journal.storage().contents(&name).unwrap().to_vec();
     let offsets = record_offsets(&bytes);
@@ -491,7 +493,7 @@ fn a_failed_sync_fails_the_batch_and_everything_until_a_snapshot() {
 
     // The core, after PersistFailed, holds records 1..=3 only.
     journal
-        .install_snapshot(3, &state_of(records(1..=3)))
+        .install_snapshot(3, &state_of(records(1..=3)), journal.failures_reported())
         .unwrap();
     assert!(journal.is_writable());
     assert_eq!(journal.wants_snapshot(), None);
@@ -516,7 +518,7 @@ fn appends_after_a_failed_snapshot_are_reported_again() {
     // The driver installs a snapshot after telling the core; it fails.
     journal.storage_mut().fail_next(Op::Sync, 1);
     assert!(journal
-        .install_snapshot(2, &state_of(records(1..=2)))
+        .install_snapshot(2, &state_of(records(1..=2)), journal.failures_reported())
         .is_err());
     // What the core emits after that is news to it: it must hear it failed.
     commit(&mut journal, 4..=5);
@@ -525,10 +527,75 @@ fn appends_after_a_failed_snapshot_are_reported_again() {
     commit(&mut journal, 6..=6);
     assert_eq!(settled(&mut journal), vec![]);
     journal
-        .install_snapshot(2, &state_of(records(1..=2)))
+        .install_snapshot(2, &state_of(records(1..=2)), journal.failures_reported())
         .unwrap();
     commit(&mut journal, 7..=7);
     assert_eq!(settled(&mut journal), vec![Settled::Persisted { upto: 7 }]);
+}
+
+/// The records recovered from the journal's disk after a crash that keeps
+/// only what was synced.
+fn recovered(journal: Journal<MemStorage>) -> Vec<Record> {
+    reopen(journal, &mut LoseUnsynced).records
+}
+
+#[test]
+fn a_snapshot_taken_before_the_core_heard_of_a_failure_is_refused() {
+    let mut journal = open(MemStorage::new()).journal;
+    commit(&mut journal, 1..=2);
+    journal.storage_mut().fail_next(Op::Sync, 1);
+    commit(&mut journal, 3..=3);
+    assert_eq!(
+        settled(&mut journal),
+        vec![Settled::Persisted { upto: 2 }, Settled::Failed { from: 3 }]
+    );
+    // A compaction's snapshot, taken before the failure reached the core:
+    // the core is about to fail every write it emitted so far.
+    let stale = journal.install_snapshot(2, &state_of(records(1..=2)), 0);
+    assert!(matches!(
+        stale,
+        Err(JournalError::StaleSnapshot {
+            handled: 0,
+            reported: 1
+        })
+    ));
+    assert!(!journal.is_writable());
+    commit(&mut journal, 4..=4);
+    assert_eq!(settled(&mut journal), vec![], "4 is failed with the rest");
+    // The core heard of it (4 included) and installs again.
+    journal
+        .install_snapshot(2, &state_of(records(1..=2)), 1)
+        .unwrap();
+    commit(&mut journal, 5..=5);
+    assert_eq!(settled(&mut journal), vec![Settled::Persisted { upto: 5 }]);
+    let expected = state_of(records(1..=2).into_iter().chain([record(5)]));
+    assert_eq!(state_of(recovered(journal)), expected);
+}
+
+#[test]
+fn an_install_whose_own_commit_fails_is_refused() {
+    let mut journal = open(MemStorage::new()).journal;
+    commit(&mut journal, 1..=2);
+    assert_eq!(settled(&mut journal), vec![Settled::Persisted { upto: 2 }]);
+    // Records 3 and 4 are staged when the compaction's snapshot comes; their
+    // commit, which goes first, fails.
+    journal.append(3, &record(3));
+    journal.append(4, &record(4));
+    journal.storage_mut().fail_next(Op::Sync, 1);
+    let handled = journal.failures_reported();
+    assert!(matches!(
+        journal.install_snapshot(2, &state_of(records(1..=2)), handled),
+        Err(JournalError::StaleSnapshot { .. })
+    ));
+    assert_eq!(settled(&mut journal), vec![Settled::Failed { from: 3 }]);
+    // Written to a fresh file now, 5 would be durable though the core
+    // fails it with 3 and 4 when it hears of the failure.
+    commit(&mut journal, 5..=5);
+    assert_eq!(settled(&mut journal), vec![]);
+    journal
+        .install_snapshot(2, &state_of(records(1..=2)), handled + 1)
+        .unwrap();
+    assert_eq!(state_of(recovered(journal)), state_of(records(1..=2)));
 }
 
 #[test]
@@ -549,7 +616,7 @@ fn a_full_disk_fails_writes_until_there_is_room_again() {
     );
     // No room for a snapshot either: the attempt fails and leaves no file behind.
     let err = journal
-        .install_snapshot(2, &state_of(records(1..=2)))
+        .install_snapshot(2, &state_of(records(1..=2)), journal.failures_reported())
         .unwrap_err();
     assert!(
         matches!(
@@ -567,7 +634,7 @@ fn a_full_disk_fails_writes_until_there_is_room_again() {
 
     journal.storage_mut().set_capacity(None);
     journal
-        .install_snapshot(2, &state_of(records(1..=2)))
+        .install_snapshot(2, &state_of(records(1..=2)), journal.failures_reported())
         .unwrap();
     commit(&mut journal, 6..=6);
     assert_eq!(settled(&mut journal), vec![Settled::Persisted { upto: 6 }]);
@@ -599,7 +666,7 @@ fn a_failed_snapshot_write_leaves_the_old_file_in_use() {
     commit(&mut journal, 1..=3);
     journal.storage_mut().fail_next(Op::Sync, 1);
     assert!(journal
-        .install_snapshot(3, &state_of(records(1..=3)))
+        .install_snapshot(3, &state_of(records(1..=3)), journal.failures_reported())
         .is_err());
     assert!(journal.is_writable());
     assert_eq!(journal.file(), log_name(1));
@@ -621,12 +688,12 @@ fn a_failed_directory_sync_after_the_switch_distrusts_the_new_file() {
     commit(&mut journal, 1..=3);
     journal.storage_mut().fail_next(Op::SyncDir, 1);
     assert!(journal
-        .install_snapshot(3, &state_of(records(1..=3)))
+        .install_snapshot(3, &state_of(records(1..=3)), journal.failures_reported())
         .is_err());
     assert!(!journal.is_writable());
     assert_eq!(journal.file(), log_name(2));
     journal
-        .install_snapshot(3, &state_of(records(1..=3)))
+        .install_snapshot(3, &state_of(records(1..=3)), journal.failures_reported())
         .unwrap();
     assert_eq!(journal.file(), log_name(3));
     let reopened = reopen(journal, &mut LoseUnsynced);
@@ -656,7 +723,7 @@ fn compaction_is_asked_for_past_the_threshold() {
     assert_eq!(journal.wants_snapshot(), Some(SnapshotReason::Compact));
     assert!(journal.stats().file_len >= 2_000);
     journal
-        .install_snapshot(n, &state_of(records(1..=n)))
+        .install_snapshot(n, &state_of(records(1..=n)), journal.failures_reported())
         .unwrap();
     assert_eq!(journal.wants_snapshot(), None);
 }
@@ -670,7 +737,7 @@ fn a_snapshot_switch_carries_records_the_core_has_not_seen_settle() {
     journal.append(11, &record(11));
     // The core saw records up to 7 settle when it took its snapshot.
     journal
-        .install_snapshot(7, &state_of(records(1..=7)))
+        .install_snapshot(7, &state_of(records(1..=7)), journal.failures_reported())
         .unwrap();
     assert_eq!(settled(&mut journal), vec![Settled::Persisted { upto: 11 }]);
     assert_eq!(journal.file(), log_name(2));
@@ -691,7 +758,7 @@ fn a_failure_does_not_drop_records_the_core_has_not_seen_settle() {
     commit(&mut journal, 4..=5);
     // The snapshot was taken before the core handled Persisted { upto: 3 }.
     journal
-        .install_snapshot(1, &state_of(records(1..=1)))
+        .install_snapshot(1, &state_of(records(1..=1)), journal.failures_reported())
         .unwrap();
     let reopened = reopen(journal, &mut LoseUnsynced);
     assert_eq!(state_of(reopened.records), state_of(records(1..=3)));
@@ -735,7 +802,7 @@ fn a_crash_at_any_step_of_a_compaction_recovers_the_same_state() {
             journal.append(31, &record(31));
             journal.storage_mut().halt_after(step);
             completed = journal
-                .install_snapshot(25, &state_of(records(1..=25)))
+                .install_snapshot(25, &state_of(records(1..=25)), journal.failures_reported())
                 .is_ok();
             let opened = reopen(journal, crash.as_mut());
             let mut expected = records(1..=30);

@@ -113,6 +113,8 @@ pub struct Driver {
     /// Outputs of the last input, not yet executed.
     outputs: Vec<Output>,
     control_open: bool,
+    /// `PersistFailed` events the core has handled, told with each snapshot.
+    failures_handled: u64,
 }
 
 impl Driver {
@@ -134,6 +136,7 @@ impl Driver {
             cancel_writes: BTreeSet::new(),
             outputs: Vec::new(),
             control_open: true,
+            failures_handled: 0,
         };
         let handle = DriverHandle {
             submits: submits_tx,
@@ -319,6 +322,7 @@ impl Driver {
                     tracing::error!(from, "journal writes failed; continuing from a snapshot");
                     self.settle_cancels(from.saturating_sub(1), from);
                     self.handle(Input::PersistFailed { from });
+                    self.failures_handled += 1;
                     // The fresh file first: what the failure set off (reruns,
                     // new remembered answers) is appended to it.
                     self.install_snapshot();
@@ -354,9 +358,11 @@ impl Driver {
 
     fn install_snapshot(&mut self) {
         let snapshot = self.core.snapshot();
-        self.parts
-            .journal
-            .install_snapshot(self.core.durable_seq(), snapshot);
+        self.parts.journal.install_snapshot(
+            self.core.durable_seq(),
+            snapshot,
+            self.failures_handled,
+        );
     }
 
     fn execute(&mut self, output: Output) {
@@ -595,7 +601,8 @@ mod tests {
     #[derive(Debug, Clone, PartialEq)]
     enum Call {
         Append(u64, Record),
-        Install(u64),
+        /// The snapshot's durable seq and the failures the core had heard of.
+        Install(u64, u64),
     }
 
     /// A journal that acknowledges nothing by itself: the test does.
@@ -606,8 +613,11 @@ mod tests {
             self.0.lock().unwrap().push(Call::Append(seq, record));
             Appended::Pending
         }
-        fn install_snapshot(&mut self, durable_seq: u64, _snapshot: Vec<Record>) {
-            self.0.lock().unwrap().push(Call::Install(durable_seq));
+        fn install_snapshot(&mut self, durable_seq: u64, _snapshot: Vec<Record>, failures: u64) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(Call::Install(durable_seq, failures));
         }
         fn flush(&mut self) -> Result<(), String> {
             Ok(())
@@ -790,8 +800,8 @@ mod tests {
         );
         assert_eq!(
             rig.calls(2).await[1],
-            Call::Install(0),
-            "a fresh file from the snapshot"
+            Call::Install(0, 1),
+            "a fresh file from the snapshot, after the failure"
         );
 
         let second = rig.submit(rig.body("b")).await;

@@ -38,7 +38,10 @@ pub trait Journal: Send {
     fn append(&mut self, seq: u64, record: Record) -> Appended;
     /// Starts over from `snapshot`, which holds every durable fact up to
     /// `durable_seq`; appends after it that are still pending follow it.
-    fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>);
+    /// `failures_handled` counts the `PersistFailed` events the core had
+    /// heard of when it took the snapshot: one taken before a failure
+    /// reached it is refused (and the journal asks again).
+    fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>, failures_handled: u64);
     /// Waits until everything appended is durable or has failed.
     fn flush(&mut self) -> Result<(), String>;
 }
@@ -49,8 +52,8 @@ impl Journal for DurableJournal {
         Appended::Pending
     }
 
-    fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>) {
-        DurableJournal::install_snapshot(self, durable_seq, snapshot);
+    fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>, failures_handled: u64) {
+        DurableJournal::install_snapshot(self, durable_seq, snapshot, failures_handled);
     }
 
     fn flush(&mut self) -> Result<(), String> {
@@ -81,7 +84,13 @@ impl Journal for MemoryJournal {
         Appended::Durable
     }
 
-    fn install_snapshot(&mut self, _durable_seq: u64, _snapshot: Vec<Record>) {}
+    fn install_snapshot(
+        &mut self,
+        _durable_seq: u64,
+        _snapshot: Vec<Record>,
+        _failures_handled: u64,
+    ) {
+    }
 
     fn flush(&mut self) -> Result<(), String> {
         Ok(())

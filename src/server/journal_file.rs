@@ -92,6 +92,7 @@ enum Message {
     Install {
         durable_seq: u64,
         snapshot: Vec<Record>,
+        failures_handled: u64,
     },
     /// Answered after the next commit: whether the journal can write.
     Flush(SyncSender<bool>),
@@ -192,11 +193,14 @@ impl DurableJournal {
     }
 
     /// Starts a fresh file from the core's `snapshot()`, taken when its
-    /// `durable_seq()` was `durable_seq`. Waits only for room in the queue.
-    pub fn install_snapshot(&self, durable_seq: u64, snapshot: Vec<Record>) {
+    /// `durable_seq()` was `durable_seq` and after it had heard of
+    /// `failures_handled` [`JournalEvent::PersistFailed`]s (see
+    /// [`Journal::install_snapshot`]). Waits only for room in the queue.
+    pub fn install_snapshot(&self, durable_seq: u64, snapshot: Vec<Record>, failures_handled: u64) {
         let _ = self.sender.send(Message::Install {
             durable_seq,
             snapshot,
+            failures_handled,
         });
     }
 
@@ -323,13 +327,14 @@ impl<S: Storage> Writer<S> {
             Message::Install {
                 durable_seq,
                 snapshot,
+                failures_handled,
             } => {
                 self.note_lost(u64::MAX);
                 self.staged = 0;
                 self.asked = false;
                 if self
                     .journal
-                    .install_snapshot(durable_seq, &snapshot)
+                    .install_snapshot(durable_seq, &snapshot, failures_handled)
                     .is_ok()
                 {
                     self.backoff = FIRST_BACKOFF;

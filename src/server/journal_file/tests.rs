@@ -449,7 +449,7 @@ fn a_crash_at_any_step_of_a_compaction_recovers_from_real_files() {
     let old = fs::read(dir.path().join(log_name(1))).unwrap();
     // The core saw 1..=25 settle: 26..=30 are carried after the snapshot.
     journal
-        .install_snapshot(25, &state_of(records(1..=25)))
+        .install_snapshot(25, &state_of(records(1..=25)), journal.failures_reported())
         .unwrap();
     let new = fs::read(dir.path().join(log_name(2))).unwrap();
     let expected = state_of(records(1..=30));
@@ -553,7 +553,7 @@ fn a_failing_disk_fails_writes_until_a_snapshot_is_installed() {
     // install that failed.
     let mut seen = wait_for(&rx, |e| *e == JournalEvent::WantsSnapshot);
     disk.disk().fail_next(Op::Create, 1);
-    journal.install_snapshot(1, state_of(records(1..=1)));
+    journal.install_snapshot(1, state_of(records(1..=1)), 1);
     seen.extend(wait_for(&rx, |e| *e == JournalEvent::WantsSnapshot));
     assert!(
         !seen
@@ -563,7 +563,7 @@ fn a_failing_disk_fails_writes_until_a_snapshot_is_installed() {
     );
     assert_eq!(journal.stats().failed_snapshots, 1);
 
-    journal.install_snapshot(1, state_of(records(1..=1)));
+    journal.install_snapshot(1, state_of(records(1..=1)), 1);
     journal.append(4, record(4));
     journal.flush();
     let seen = wait_for(&rx, |e| *e == JournalEvent::Persisted { upto: 4 });
@@ -600,7 +600,7 @@ fn compaction_is_asked_for_and_carried_out() {
         journal.append(n, record(n));
         journal.flush();
     }
-    journal.install_snapshot(n, state_of(records(1..=n)));
+    journal.install_snapshot(n, state_of(records(1..=n)), 0);
     journal.append(n + 1, record(n + 1));
     journal.flush();
     assert_eq!(journal.stats().snapshots, 1);
@@ -633,7 +633,7 @@ fn a_snapshot_is_asked_for_once_until_one_is_installed() {
     };
     let seen = drain(&rx);
     assert_eq!(asked(&seen), 1, "{seen:?}");
-    journal.install_snapshot(40, state_of(records(1..=40)));
+    journal.install_snapshot(40, state_of(records(1..=40)), 0);
     assert!(journal.flush());
     assert_eq!(journal.stats().snapshots, 1);
     // The file passes the threshold again: asked again.
