@@ -121,7 +121,7 @@ impl DurableJournal {
         options: JournalOptions,
         events: Box<dyn Fn(JournalEvent) + Send>,
     ) -> Result<(DurableJournal, Vec<Record>, RecoveryReport), JournalError> {
-        fs::create_dir_all(dir).map_err(|e| data_dir_error(dir, &e))?;
+        create_dir_durably(dir).map_err(|e| data_dir_error(dir, &e))?;
         let lock = lock_dir(dir)?;
         let storage = FileStorage::new(dir, options.preallocate_bytes);
         let (mut journal, records, report) =
@@ -427,6 +427,23 @@ impl<S: Storage> Writer<S> {
 #[allow(clippy::disallowed_methods)] // the writer's pauses are real time
 fn now() -> Instant {
     Instant::now()
+}
+
+/// Creates `dir` and any missing parents, and syncs the directory that
+/// holds each one created: otherwise a power cut could take a new data
+/// directory away, journal and all, with bookings acknowledged in it.
+fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    fs::create_dir_all(dir)?;
+    // Each created directory's entry lives in its parent.
+    for created in missing {
+        let parent = match created.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Locks `dir`'s lock file, or says who has it.

@@ -135,6 +135,17 @@ fn appended_records_survive_a_restart() {
 }
 
 #[test]
+fn a_data_directory_is_created_with_its_missing_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a").join("b").join("data");
+    let (callback, _rx) = events();
+    let (journal, _, _) = DurableJournal::open(&nested, small_options(), callback).unwrap();
+    journal.append(1, record(1));
+    assert!(journal.flush());
+    assert!(nested.join(log_name(1)).exists());
+}
+
+#[test]
 fn a_second_opener_of_a_data_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (callback, _rx) = events();
