@@ -313,8 +313,13 @@ impl<S: Storage> Journal<S> {
         self.stats.syncs += 1;
         if written.is_err() {
             // Best effort: keep what recovery will read free of the failed
-            // bytes. The file is not trusted again either way.
-            let _ = self.storage.truncate(&self.file, self.len);
+            // bytes, durably (a failed sync may have left some of them on
+            // disk, to come back after a crash as records the core failed).
+            // The file is not trusted again either way.
+            let _ = self
+                .storage
+                .truncate(&self.file, self.len)
+                .and_then(|()| self.storage.sync(&self.file));
             return false;
         }
         let base = self.len;
