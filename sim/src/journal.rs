@@ -120,6 +120,11 @@ impl SimJournal {
         std::iter::from_fn(|| j.poll_settled()).collect()
     }
 
+    /// Whether records wait for a commit.
+    pub fn has_staged(&self) -> bool {
+        self.staged > 0
+    }
+
     /// The core has heard of one more of the journal's failures.
     pub fn failure_handled(&mut self) {
         self.failures_handled += 1;

@@ -858,7 +858,12 @@ impl<'c, T: Tap> World<'c, T> {
         let dies = self.healed_at.is_none() && self.choices.chance(self.faults.compaction_crash_pm);
         let halt = dies.then(|| self.choices.below(8));
         // The commit of what is staged, which comes first, may fail too.
-        let fault = draw_fault(self.choices, self.faults.journal_fail_pm);
+        let staged = self.journal.as_ref().is_some_and(SimJournal::has_staged);
+        let fault = if staged {
+            draw_fault(self.choices, self.faults.journal_fail_pm)
+        } else {
+            None
+        };
         if fault.is_some() {
             self.stats.journal_failures += 1;
         }

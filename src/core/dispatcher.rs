@@ -223,6 +223,11 @@ impl Dispatcher {
         self.durable_seq
     }
 
+    /// The sequence number the next journal write will have.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// The durable state as records: replaying them through `restore` gives
     /// the same durable state. Nothing provisional is included.
     pub fn snapshot(&self) -> Vec<Record> {

@@ -42,7 +42,7 @@ pub enum JournalError {
     Writer(String),
     #[error(
         "a snapshot taken before the dispatcher heard of failed journal writes ({handled} of \
-         {reported} failures) was not installed; the next one will be"
+         {reported} failures) was not installed; a fresh one follows"
     )]
     StaleSnapshot { handled: u64, reported: u64 },
 }

@@ -113,9 +113,9 @@ pub struct Journal<S: Storage> {
     staged_seqs: Vec<Written>,
     /// Every record from this one on fails at the next commit.
     failing_from: Option<u64>,
-    /// A failure was reported and no snapshot has been tried since: the
-    /// appends refused meanwhile were emitted before the core heard of the
-    /// failure, which failed them already. Reporting them again would fail
+    /// A failure was reported and no snapshot taken after the core heard of
+    /// it has been tried since: the appends refused meanwhile were emitted
+    /// before the core heard of the failure, which failed them already. Reporting them again would fail
     /// the writes that go to the fresh file.
     failure_reported: bool,
     /// Failures reported in all (each a [`Settled::Failed`]).
@@ -367,7 +367,7 @@ impl<S: Storage> Journal<S> {
     /// what is staged first; records synced here with a later sequence
     /// number (the core had not seen them settle) are carried after the
     /// snapshot. On error the journal stays as it was (or untrusted, when
-    /// the switch may have happened) and the driver tries again later.
+    /// the switch or the commit failed) and wants a snapshot again.
     ///
     /// A snapshot taken before the core heard of a reported failure (that
     /// commit's own included) is refused: the core fails every write it

@@ -25,7 +25,7 @@ use crate::core::{
     Record, Response, Slot, Stats, Ticket, Timestamp,
 };
 use crate::server::clock::Clock;
-use crate::server::journal::{Appended, EventQueue, Journal, JournalEvent};
+use crate::server::journal::{Appended, EventQueue, Journal, JournalEvent, SnapshotPoint};
 use crate::server::metrics::Metrics;
 use crate::server::services::{AvailabilityQuery, RulesQuery, Services, SlotSink};
 use crate::server::state::ServerState;
@@ -357,12 +357,14 @@ impl Driver {
     }
 
     fn install_snapshot(&mut self) {
-        let snapshot = self.core.snapshot();
-        self.parts.journal.install_snapshot(
-            self.core.durable_seq(),
-            snapshot,
-            self.failures_handled,
-        );
+        let at = SnapshotPoint {
+            durable_seq: self.core.durable_seq(),
+            next_seq: self.core.next_seq(),
+            failures_handled: self.failures_handled,
+        };
+        self.parts
+            .journal
+            .install_snapshot(at, self.core.snapshot());
     }
 
     fn execute(&mut self, output: Output) {
@@ -613,11 +615,9 @@ mod tests {
             self.0.lock().unwrap().push(Call::Append(seq, record));
             Appended::Pending
         }
-        fn install_snapshot(&mut self, durable_seq: u64, _snapshot: Vec<Record>, failures: u64) {
-            self.0
-                .lock()
-                .unwrap()
-                .push(Call::Install(durable_seq, failures));
+        fn install_snapshot(&mut self, at: SnapshotPoint, _snapshot: Vec<Record>) {
+            let call = Call::Install(at.durable_seq, at.failures_handled);
+            self.0.lock().unwrap().push(call);
         }
         fn flush(&mut self) -> Result<(), String> {
             Ok(())

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::server::journal_file::DurableJournal;
 pub use crate::server::journal_file::JournalEvent;
+pub use crate::server::journal_file::SnapshotPoint;
 
 /// Where the journal reports to; called from any thread.
 pub type EventSink = Box<dyn Fn(JournalEvent) + Send>;
@@ -36,12 +37,12 @@ pub enum Appended {
 pub trait Journal: Send {
     /// Appends `record` as number `seq` (seqs come in increasing order).
     fn append(&mut self, seq: u64, record: Record) -> Appended;
-    /// Starts over from `snapshot`, which holds every durable fact up to
-    /// `durable_seq`; appends after it that are still pending follow it.
-    /// `failures_handled` counts the `PersistFailed` events the core had
-    /// heard of when it took the snapshot: one taken before a failure
-    /// reached it is refused (and the journal asks again).
-    fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>, failures_handled: u64);
+    /// Starts over from `snapshot`, the core's state `at` a point: every
+    /// durable fact up to `at.durable_seq`; appends after it that are still
+    /// pending follow it. A snapshot taken before the core heard of a
+    /// reported failure is refused (the core's own, taken once it has, comes
+    /// next).
+    fn install_snapshot(&mut self, at: SnapshotPoint, snapshot: Vec<Record>);
     /// Waits until everything appended is durable or has failed.
     fn flush(&mut self) -> Result<(), String>;
 }
@@ -52,8 +53,8 @@ impl Journal for DurableJournal {
         Appended::Pending
     }
 
-    fn install_snapshot(&mut self, durable_seq: u64, snapshot: Vec<Record>, failures_handled: u64) {
-        DurableJournal::install_snapshot(self, durable_seq, snapshot, failures_handled);
+    fn install_snapshot(&mut self, at: SnapshotPoint, snapshot: Vec<Record>) {
+        DurableJournal::install_snapshot(self, at, snapshot);
     }
 
     fn flush(&mut self) -> Result<(), String> {
@@ -84,13 +85,7 @@ impl Journal for MemoryJournal {
         Appended::Durable
     }
 
-    fn install_snapshot(
-        &mut self,
-        _durable_seq: u64,
-        _snapshot: Vec<Record>,
-        _failures_handled: u64,
-    ) {
-    }
+    fn install_snapshot(&mut self, _at: SnapshotPoint, _snapshot: Vec<Record>) {}
 
     fn flush(&mut self) -> Result<(), String> {
         Ok(())

@@ -43,8 +43,9 @@ pub enum JournalEvent {
     PersistFailed { from: u64 },
     /// Take `Dispatcher::snapshot()` and `durable_seq()` and hand them to
     /// [`DurableJournal::install_snapshot`]: the file passed the compaction
-    /// threshold, or a failed write needs a fresh file. Sent once per need:
-    /// again only after an install that failed, with a growing pause.
+    /// threshold, or a failed write needs a fresh file (asked after a pause
+    /// that grows with each failure). Sent once per need, and again only
+    /// after an install that failed.
     WantsSnapshot,
     /// Whether records appended now can become durable (for `/readyz`).
     /// Sent once at start, then on every change.
@@ -90,13 +91,24 @@ enum Message {
         record: Record,
     },
     Install {
-        durable_seq: u64,
+        at: SnapshotPoint,
         snapshot: Vec<Record>,
-        failures_handled: u64,
     },
     /// Answered after the next commit: whether the journal can write.
     Flush(SyncSender<bool>),
     Stop,
+}
+
+/// Where the core stood when it took a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPoint {
+    /// Every write up to it was durable, and none after it is in the snapshot.
+    pub durable_seq: u64,
+    /// The seq of the core's next write: every append before it was queued
+    /// before the snapshot.
+    pub next_seq: u64,
+    /// The [`JournalEvent::PersistFailed`]s the core had heard of.
+    pub failures_handled: u64,
 }
 
 /// The durable journal of a running server: the directory lock and the
@@ -192,16 +204,10 @@ impl DurableJournal {
         }
     }
 
-    /// Starts a fresh file from the core's `snapshot()`, taken when its
-    /// `durable_seq()` was `durable_seq` and after it had heard of
-    /// `failures_handled` [`JournalEvent::PersistFailed`]s (see
+    /// Starts a fresh file from the core's `snapshot()`, taken `at` (see
     /// [`Journal::install_snapshot`]). Waits only for room in the queue.
-    pub fn install_snapshot(&self, durable_seq: u64, snapshot: Vec<Record>, failures_handled: u64) {
-        let _ = self.sender.send(Message::Install {
-            durable_seq,
-            snapshot,
-            failures_handled,
-        });
+    pub fn install_snapshot(&self, at: SnapshotPoint, snapshot: Vec<Record>) {
+        let _ = self.sender.send(Message::Install { at, snapshot });
     }
 
     /// Blocks until everything appended so far has settled (for shutdown);
@@ -274,14 +280,13 @@ impl<S: Storage> Writer<S> {
     /// The next message, or `None` when there is something to report or
     /// a snapshot to ask for.
     fn wait(&mut self) -> Option<Message> {
+        let lost = self.lost_from.load(Ordering::Acquire);
         match self.receiver.try_recv() {
             Ok(message) => return Some(message),
             Err(TryRecvError::Disconnected) => return Some(Message::Stop),
             Err(TryRecvError::Empty) => {}
         }
-        // The queue is empty, so every append before a lost one has been
-        // received: the lost one can fail now.
-        if self.note_lost(u64::MAX) {
+        if self.fail_lost(lost) {
             return None;
         }
         let Some(at) = self.request_at else {
@@ -298,6 +303,7 @@ impl<S: Storage> Writer<S> {
     /// Takes what else is queued, up to a batch; false on stop.
     fn gather(&mut self) -> bool {
         while self.staged < self.max_batch {
+            let lost = self.lost_from.load(Ordering::Acquire);
             match self.receiver.try_recv() {
                 Ok(message) => {
                     if !self.handle(message) {
@@ -305,8 +311,7 @@ impl<S: Storage> Writer<S> {
                     }
                 }
                 Err(TryRecvError::Empty) => {
-                    // Every append before a lost one has been received.
-                    self.note_lost(u64::MAX);
+                    self.fail_lost(lost);
                     return true;
                 }
                 Err(TryRecvError::Disconnected) => return false,
@@ -323,25 +328,25 @@ impl<S: Storage> Writer<S> {
                 self.journal.append(seq, &record);
                 self.staged += 1;
             }
-            // Sent after any lost append, so after every append before it.
-            Message::Install {
-                durable_seq,
-                snapshot,
-                failures_handled,
-            } => {
-                self.note_lost(u64::MAX);
+            // Sent after every append before `at.next_seq`, and before any
+            // other: a lost append after it may have others still queued
+            // ahead of it.
+            Message::Install { at, snapshot } => {
+                self.note_lost(at.next_seq);
                 self.staged = 0;
-                self.asked = false;
-                if self
-                    .journal
-                    .install_snapshot(durable_seq, &snapshot, failures_handled)
-                    .is_ok()
-                {
+                let installed =
+                    self.journal
+                        .install_snapshot(at.durable_seq, &snapshot, at.failures_handled);
+                // A stale snapshot means a failure the driver has yet to
+                // handle: its own snapshot follows, no need to ask.
+                self.asked = matches!(installed, Err(JournalError::StaleSnapshot { .. }));
+                if installed.is_ok() {
                     self.backoff = FIRST_BACKOFF;
                     self.request_at = None;
                 }
                 self.report();
             }
+            // Sent once the driver has stopped: after every append.
             Message::Flush(done) => {
                 self.note_lost(u64::MAX);
                 self.flushes.push(done);
@@ -352,11 +357,17 @@ impl<S: Storage> Writer<S> {
     }
 
     /// Fails the lost append, if there is one before `seq`. Call it only
-    /// once every append before that one has been handled.
+    /// once every append before `seq` has been handled.
     fn note_lost(&mut self, seq: u64) -> bool {
         let lost = self.lost_from.load(Ordering::Acquire);
+        lost < seq && self.fail_lost(lost)
+    }
+
+    /// Fails `lost` (0: none), read from `lost_from` before the queue was
+    /// found empty: every append before it was queued before it was lost,
+    /// so all of them have been handled.
+    fn fail_lost(&mut self, lost: u64) -> bool {
         let taken = lost != 0
-            && lost < seq
             && self
                 .lost_from
                 .compare_exchange(lost, 0, Ordering::AcqRel, Ordering::Acquire)

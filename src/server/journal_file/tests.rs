@@ -42,6 +42,16 @@ fn drain(rx: &Receiver<JournalEvent>) -> Vec<JournalEvent> {
     rx.try_iter().collect()
 }
 
+/// The core's point for a snapshot: durable up to `durable_seq`, its next
+/// write `next_seq`, `failures_handled` failures heard of.
+fn at(durable_seq: u64, next_seq: u64, failures_handled: u64) -> SnapshotPoint {
+    SnapshotPoint {
+        durable_seq,
+        next_seq,
+        failures_handled,
+    }
+}
+
 fn small_options() -> JournalOptions {
     JournalOptions {
         compact_after_bytes: 1 << 20,
@@ -564,7 +574,7 @@ fn a_failing_disk_fails_writes_until_a_snapshot_is_installed() {
     // install that failed.
     let mut seen = wait_for(&rx, |e| *e == JournalEvent::WantsSnapshot);
     disk.disk().fail_next(Op::Create, 1);
-    journal.install_snapshot(1, state_of(records(1..=1)), 1);
+    journal.install_snapshot(at(1, 4, 1), state_of(records(1..=1)));
     seen.extend(wait_for(&rx, |e| *e == JournalEvent::WantsSnapshot));
     assert!(
         !seen
@@ -574,7 +584,7 @@ fn a_failing_disk_fails_writes_until_a_snapshot_is_installed() {
     );
     assert_eq!(journal.stats().failed_snapshots, 1);
 
-    journal.install_snapshot(1, state_of(records(1..=1)), 1);
+    journal.install_snapshot(at(1, 4, 1), state_of(records(1..=1)));
     journal.append(4, record(4));
     journal.flush();
     let seen = wait_for(&rx, |e| *e == JournalEvent::Persisted { upto: 4 });
@@ -611,7 +621,7 @@ fn compaction_is_asked_for_and_carried_out() {
         journal.append(n, record(n));
         journal.flush();
     }
-    journal.install_snapshot(n, state_of(records(1..=n)), 0);
+    journal.install_snapshot(at(n, n + 1, 0), state_of(records(1..=n)));
     journal.append(n + 1, record(n + 1));
     journal.flush();
     assert_eq!(journal.stats().snapshots, 1);
@@ -644,7 +654,7 @@ fn a_snapshot_is_asked_for_once_until_one_is_installed() {
     };
     let seen = drain(&rx);
     assert_eq!(asked(&seen), 1, "{seen:?}");
-    journal.install_snapshot(40, state_of(records(1..=40)), 0);
+    journal.install_snapshot(at(40, 41, 0), state_of(records(1..=40)));
     assert!(journal.flush());
     assert_eq!(journal.stats().snapshots, 1);
     // The file passes the threshold again: asked again.
@@ -692,4 +702,49 @@ fn an_append_that_finds_the_queue_full_fails_and_so_does_what_follows() {
     drop(journal);
     let reopened = Journal::open(disk.disk().clone(), JournalConfig::default()).unwrap();
     assert_eq!(reopened.records, records(1..=from - 1));
+}
+
+/// The driver hands over a snapshot (waiting for room) and then appends
+/// without waiting: an append lost to a full queue after the snapshot may
+/// have others still queued ahead of it, which must be written first.
+#[test]
+fn an_append_lost_after_a_snapshot_fails_only_what_follows_it() {
+    let disk = Shared::new(Duration::from_millis(50));
+    let options = JournalOptions {
+        queue_capacity: 4,
+        ..small_options()
+    };
+    let (callback, rx) = events();
+    let (journal, _, _) = DurableJournal::start(disk.clone(), options, callback).unwrap();
+    for n in 1..=3 {
+        journal.append(n, record(n));
+    }
+    assert!(journal.flush());
+    // The writer is busy with 4's slow sync while the rest is queued.
+    journal.append(4, record(4));
+    journal.install_snapshot(at(3, 5, 0), state_of(records(1..=3)));
+    for n in 5..=20 {
+        journal.append(n, record(n));
+    }
+    journal.flush();
+    let seen = drain(&rx);
+    let Some(JournalEvent::PersistFailed { from }) = seen
+        .iter()
+        .find(|e| matches!(e, JournalEvent::PersistFailed { .. }))
+        .copied()
+    else {
+        panic!("the queue overflowed: {seen:?}")
+    };
+    assert!(
+        from > 5,
+        "appends queued behind the snapshot were lost: {seen:?}"
+    );
+    let persisted = seen.iter().filter_map(|e| match e {
+        JournalEvent::Persisted { upto } => Some(*upto),
+        _ => None,
+    });
+    assert_eq!(persisted.max(), Some(from - 1), "{seen:?}");
+    drop(journal);
+    let reopened = Journal::open(disk.disk().clone(), JournalConfig::default()).unwrap();
+    assert_eq!(state_of(reopened.records), state_of(records(1..=from - 1)));
 }
