@@ -328,9 +328,9 @@ impl<S: Storage> Writer<S> {
                 self.journal.append(seq, &record);
                 self.staged += 1;
             }
-            // Sent after every append before `at.next_seq`, and before any
-            // other: a lost append after it may have others still queued
-            // ahead of it.
+            // Sent after every append before `at.next_seq` and before any
+            // later one: an append lost after it may have earlier ones still
+            // queued behind it, so only one before `at.next_seq` fails here.
             Message::Install { at, snapshot } => {
                 self.note_lost(at.next_seq);
                 self.staged = 0;
