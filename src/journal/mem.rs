@@ -9,7 +9,9 @@
 //!   sync are lost in a crash, except for a prefix the caller chooses (file
 //!   systems keep metadata changes in order);
 //! - the next calls of an operation can be made to fail ([`MemStorage::fail_next`]),
-//!   e.g. a failed sync; a failed sync leaves its bytes unsynced;
+//!   e.g. a failed sync; a failed sync leaves its bytes unsynced, but may
+//!   have written them: cut off by an unsynced truncation, a crash may still
+//!   bring back a prefix of them (as a real disk may after `EIO` on fsync);
 //! - a capacity makes the disk full: an append writes what fits and fails;
 //! - [`MemStorage::halt_after`] makes every operation fail after a number of
 //!   changes, which is how a test stops a process at an exact step before
@@ -83,12 +85,24 @@ struct MemFile {
     synced: usize,
     /// What was durable past `synced` before an unsynced truncation.
     durable_tail: Vec<u8>,
+    /// `data[..written]` may be on disk though no sync says so: a sync
+    /// failed, after writing any part of the file or none.
+    written: usize,
+    /// What a failed sync may have written past `synced` before an
+    /// unsynced truncation cut it: a crash may bring back a prefix of it.
+    written_tail: Vec<u8>,
 }
 
 impl MemFile {
     fn sync(&mut self) {
         self.synced = self.data.len();
         self.durable_tail.clear();
+        self.written = 0;
+        self.written_tail.clear();
+    }
+
+    fn sync_failed(&mut self) {
+        self.written = self.written.max(self.data.len());
     }
 
     fn truncate(&mut self, len: usize) {
@@ -98,6 +112,13 @@ impl MemFile {
             self.durable_tail = tail;
             self.synced = len;
         }
+        let from = len.max(self.synced);
+        if from < self.written.min(self.data.len()) {
+            let mut tail = self.data[from..self.written.min(self.data.len())].to_vec();
+            tail.append(&mut self.written_tail);
+            self.written_tail = tail;
+        }
+        self.written = self.written.min(len);
         self.data.resize(len, 0);
     }
 
@@ -113,6 +134,15 @@ impl MemFile {
             self.data.truncate(self.synced);
             self.data.append(&mut self.durable_tail);
         }
+        if !self.written_tail.is_empty() && self.data.len() == self.synced {
+            let tail = std::mem::take(&mut self.written_tail);
+            let kept = choices
+                .unsynced_bytes_kept(name, tail.len())
+                .min(tail.len());
+            self.data.extend_from_slice(&tail[..kept]);
+        }
+        self.written = 0;
+        self.written_tail.clear();
         let zeros = choices.zeros_after(name);
         self.data.resize(self.data.len() + zeros, 0);
         self.synced = self.data.len();
@@ -296,7 +326,13 @@ impl Storage for MemStorage {
     }
 
     fn sync(&mut self, name: &str) -> Result<(), StorageError> {
-        self.check(Op::Sync)?;
+        if let Err(e) = self.check(Op::Sync) {
+            // A failed sync may have written the file's new bytes anyway.
+            if let Ok(file) = self.file_mut(name) {
+                file.sync_failed();
+            }
+            return Err(e);
+        }
         self.file_mut(name)?.sync();
         Ok(())
     }

@@ -599,6 +599,23 @@ fn an_install_whose_own_commit_fails_is_refused() {
 }
 
 #[test]
+fn a_batch_whose_sync_failed_does_not_come_back_after_a_crash() {
+    let mut journal = open(MemStorage::new()).journal;
+    commit(&mut journal, 1..=2);
+    journal.storage_mut().fail_next(Op::Sync, 1);
+    commit(&mut journal, 3..=4);
+    assert_eq!(
+        settled(&mut journal),
+        vec![Settled::Persisted { upto: 2 }, Settled::Failed { from: 3 }]
+    );
+    // The failed sync may have written the batch all the same; the cut
+    // back to the last good length is synced, so a crash that keeps all
+    // that reached the disk still brings back only what was acknowledged.
+    let reopened = reopen(journal, &mut KeepUnsynced);
+    assert_eq!(state_of(reopened.records), state_of(records(1..=2)));
+}
+
+#[test]
 fn a_full_disk_fails_writes_until_there_is_room_again() {
     let mut journal = open(MemStorage::new()).journal;
     commit(&mut journal, 1..=2);
