@@ -115,8 +115,8 @@ pub struct Journal<S: Storage> {
     failing_from: Option<u64>,
     /// A failure was reported and no snapshot taken after the core heard of
     /// it has been tried since: the appends refused meanwhile were emitted
-    /// before the core heard of the failure, which failed them already. Reporting them again would fail
-    /// the writes that go to the fresh file.
+    /// before the core heard of the failure, which failed them already.
+    /// Reporting them again would fail the writes that go to the fresh file.
     failure_reported: bool,
     /// Failures reported in all (each a [`Settled::Failed`]).
     failures_reported: u64,
