@@ -494,6 +494,19 @@ async fn a_deadline_that_passes_while_waiting_for_room_is_504() {
     server.stop().await;
 }
 
+/// The embedded rules over the demo roster, beside `availability`.
+fn with_availability(availability: Arc<dyn AvailabilityService>) -> Services {
+    Services {
+        availability,
+        rules: Arc::new(EmbeddedRules {
+            roster: Arc::new(Roster::demo()),
+            config: RulesConfig::default(),
+            latency: Duration::ZERO,
+            clock: Clock::start(),
+        }),
+    }
+}
+
 struct FailingAvailability;
 
 impl AvailabilityService for FailingAvailability {
@@ -508,16 +521,7 @@ impl AvailabilityService for FailingAvailability {
 
 #[tokio::test]
 async fn a_failing_dependency_is_503_dependency_unavailable() {
-    let roster = Arc::new(Roster::demo());
-    let services = Services {
-        availability: Arc::new(FailingAvailability),
-        rules: Arc::new(EmbeddedRules {
-            roster,
-            config: RulesConfig::default(),
-            latency: Duration::ZERO,
-            clock: Clock::start(),
-        }),
-    };
+    let services = with_availability(Arc::new(FailingAvailability));
     let server = TestServer::start_with(&[], Some(services)).await;
     let client = server.client();
     let reply = client.dispatch_with(&good_request("c"), &key("dep")).await;
@@ -567,16 +571,7 @@ impl AvailabilityService for PanickingAvailability {
 
 #[tokio::test]
 async fn a_server_whose_dispatcher_fails_stops_by_itself() {
-    let roster = Arc::new(Roster::demo());
-    let services = Services {
-        availability: Arc::new(PanickingAvailability),
-        rules: Arc::new(EmbeddedRules {
-            roster,
-            config: RulesConfig::default(),
-            latency: Duration::ZERO,
-            clock: Clock::start(),
-        }),
-    };
+    let services = with_availability(Arc::new(PanickingAvailability));
     let mut server = TestServer::start_with(&[], Some(services)).await;
     let client = server.client();
     let reply = client.dispatch(&good_request("c")).await;

@@ -473,16 +473,24 @@ fn leftovers_of_a_compaction_are_removed() {
 
 // ----- failures ---------------------------------------------------------------
 
-#[test]
-fn a_failed_sync_fails_the_batch_and_everything_until_a_snapshot() {
+/// A journal that committed 1..=`good` and then failed the sync of the
+/// batch `failed` (which starts at `good` + 1), both reported.
+fn failed_after(good: u64, failed: std::ops::RangeInclusive<u64>) -> Journal<MemStorage> {
     let mut journal = open(MemStorage::new()).journal;
-    commit(&mut journal, 1..=3);
+    commit(&mut journal, 1..=good);
     journal.storage_mut().fail_next(Op::Sync, 1);
-    commit(&mut journal, 4..=6);
+    let from = *failed.start();
+    commit(&mut journal, failed);
     assert_eq!(
         settled(&mut journal),
-        vec![Settled::Persisted { upto: 3 }, Settled::Failed { from: 4 }]
+        vec![Settled::Persisted { upto: good }, Settled::Failed { from }]
     );
+    journal
+}
+
+#[test]
+fn a_failed_sync_fails_the_batch_and_everything_until_a_snapshot() {
+    let mut journal = failed_after(3, 4..=6);
     assert!(!journal.is_writable());
     assert_eq!(journal.wants_snapshot(), Some(SnapshotReason::Recover));
     // The storage works again, but the file is not trusted: later records
@@ -507,14 +515,7 @@ fn a_failed_sync_fails_the_batch_and_everything_until_a_snapshot() {
 
 #[test]
 fn appends_after_a_failed_snapshot_are_reported_again() {
-    let mut journal = open(MemStorage::new()).journal;
-    commit(&mut journal, 1..=2);
-    journal.storage_mut().fail_next(Op::Sync, 1);
-    commit(&mut journal, 3..=3);
-    assert_eq!(
-        settled(&mut journal),
-        vec![Settled::Persisted { upto: 2 }, Settled::Failed { from: 3 }]
-    );
+    let mut journal = failed_after(2, 3..=3);
     // The driver installs a snapshot after telling the core; it fails.
     journal.storage_mut().fail_next(Op::Sync, 1);
     assert!(journal
@@ -541,14 +542,7 @@ fn recovered(journal: Journal<MemStorage>) -> Vec<Record> {
 
 #[test]
 fn a_snapshot_taken_before_the_core_heard_of_a_failure_is_refused() {
-    let mut journal = open(MemStorage::new()).journal;
-    commit(&mut journal, 1..=2);
-    journal.storage_mut().fail_next(Op::Sync, 1);
-    commit(&mut journal, 3..=3);
-    assert_eq!(
-        settled(&mut journal),
-        vec![Settled::Persisted { upto: 2 }, Settled::Failed { from: 3 }]
-    );
+    let mut journal = failed_after(2, 3..=3);
     // A compaction's snapshot, taken before the failure reached the core:
     // the core is about to fail every write it emitted so far.
     let stale = journal.install_snapshot(2, &state_of(records(1..=2)), 0);
@@ -600,14 +594,7 @@ fn an_install_whose_own_commit_fails_is_refused() {
 
 #[test]
 fn a_batch_whose_sync_failed_does_not_come_back_after_a_crash() {
-    let mut journal = open(MemStorage::new()).journal;
-    commit(&mut journal, 1..=2);
-    journal.storage_mut().fail_next(Op::Sync, 1);
-    commit(&mut journal, 3..=4);
-    assert_eq!(
-        settled(&mut journal),
-        vec![Settled::Persisted { upto: 2 }, Settled::Failed { from: 3 }]
-    );
+    let journal = failed_after(2, 3..=4);
     // The failed sync may have written the batch all the same; the cut
     // back to the last good length is synced, so a crash that keeps all
     // that reached the disk still brings back only what was acknowledged.

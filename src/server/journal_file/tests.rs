@@ -663,15 +663,22 @@ fn a_snapshot_is_asked_for_once_until_one_is_installed() {
     wait_for(&rx, |e| *e == JournalEvent::WantsSnapshot);
 }
 
-#[test]
-fn an_append_that_finds_the_queue_full_fails_and_so_does_what_follows() {
-    let disk = Shared::new(Duration::from_millis(5));
+/// A journal whose writer queue holds 4 messages, over a disk whose syncs
+/// take `sync_pause`, and its events.
+fn with_tight_queue(sync_pause: Duration) -> (DurableJournal, Shared, Receiver<JournalEvent>) {
+    let disk = Shared::new(sync_pause);
     let options = JournalOptions {
         queue_capacity: 4,
         ..small_options()
     };
     let (callback, rx) = events();
     let (journal, _, _) = DurableJournal::start(disk.clone(), options, callback).unwrap();
+    (journal, disk, rx)
+}
+
+#[test]
+fn an_append_that_finds_the_queue_full_fails_and_so_does_what_follows() {
+    let (journal, disk, rx) = with_tight_queue(Duration::from_millis(5));
     for n in 1..=200 {
         journal.append(n, record(n));
     }
@@ -709,13 +716,7 @@ fn an_append_that_finds_the_queue_full_fails_and_so_does_what_follows() {
 /// have others still queued ahead of it, which must be written first.
 #[test]
 fn an_append_lost_after_a_snapshot_fails_only_what_follows_it() {
-    let disk = Shared::new(Duration::from_millis(50));
-    let options = JournalOptions {
-        queue_capacity: 4,
-        ..small_options()
-    };
-    let (callback, rx) = events();
-    let (journal, _, _) = DurableJournal::start(disk.clone(), options, callback).unwrap();
+    let (journal, disk, rx) = with_tight_queue(Duration::from_millis(50));
     for n in 1..=3 {
         journal.append(n, record(n));
     }
