@@ -402,6 +402,37 @@ async fn a_full_queue_is_503_overloaded_with_retry_after() {
 }
 
 #[tokio::test]
+async fn past_max_attempts_a_request_is_503_with_the_configured_retry_after() {
+    let flags = [
+        "--max-attempts",
+        "1",
+        "--retry-after-s",
+        "7",
+        "--availability-latency-ms",
+        "1000",
+    ];
+    let server = TestServer::start(&flags).await;
+    let client = server.client();
+    // Two requests on two shards' zipcodes, each alive for a second: only
+    // one attempt fits.
+    let tasks = ["94107", "94110"]
+        .iter()
+        .enumerate()
+        .map(|(i, zipcode)| {
+            let (client, body) = (client, request(&format!("c{i}"), zipcode, 1, 9.0, 12.0));
+            tokio::spawn(async move { client.dispatch(&body).await })
+        })
+        .collect();
+    let mut replies = join_all(tasks).await;
+    replies.sort_by_key(|r| r.status);
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [201, 503], "{replies:?}");
+    assert_eq!(replies[1].problem_type(), "/problems/overloaded");
+    assert_eq!(replies[1].retry_after(), Some(7), "{replies:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_short_deadline_is_504_on_time_and_books_nothing() {
     let dir = scratch_dir("deadline");
     let roster = one_agent_roster(&dir, "12345", "09:00", "10:00");

@@ -86,7 +86,7 @@ pub enum ConfigError {
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(&'static str, u64, u64, u64); 15] = [
+        let checks: [(&'static str, u64, u64, u64); 16] = [
             ("shards", self.shards.into(), 1, 1024),
             ("vnodes", self.vnodes.into(), 1, 4096),
             ("queue_capacity", self.queue_capacity.into(), 1, 1_000_000),
@@ -111,6 +111,12 @@ impl Config {
             ("retention_days", self.retention_days.into(), 1, 3650),
             ("travel_buffer_min", self.travel_buffer_min.into(), 0, 1440),
             ("max_attempts", self.max_attempts.into(), 1, 100_000_000),
+            (
+                "max_pending_cancels",
+                self.max_pending_cancels.into(),
+                1,
+                100_000_000,
+            ),
             ("retry_after_s", self.retry_after_s.into(), 1, 3600),
         ];
         for (name, value, min, max) in checks {
@@ -122,14 +128,6 @@ impl Config {
                     max,
                 });
             }
-        }
-        if self.max_pending_cancels == 0 {
-            return Err(ConfigError::OutOfRange {
-                name: "max_pending_cancels",
-                value: 0,
-                min: 1,
-                max: u32::MAX.into(),
-            });
         }
         if self.retention_ms() < self.idempotency_ttl_ms {
             return Err(ConfigError::RetentionShorterThanTtl {

@@ -128,6 +128,24 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(0..=1440))]
     pub travel_buffer_min: u32,
 
+    /// Requests alive at once over all shards (queued, running, or with a
+    /// write still settling); past it a new request is refused as
+    /// overloaded. Bounds the dispatcher's tables when the journal is slow.
+    #[arg(long, env = "TOUR_MAX_ATTEMPTS", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_attempts: u32,
+
+    /// Cancellations waiting for their journal write; past it a `DELETE` is
+    /// refused as overloaded.
+    #[arg(long, env = "TOUR_MAX_PENDING_CANCELS", default_value_t = 4_096,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_pending_cancels: u32,
+
+    /// Seconds a 503 answer's `Retry-After` asks the client to wait.
+    #[arg(long, env = "TOUR_RETRY_AFTER_S", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub retry_after_s: u32,
+
     /// Rules: most tours one agent leads in one UTC day.
     #[arg(long, env = "TOUR_MAX_TOURS_PER_DAY", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=1440))]
@@ -286,8 +304,10 @@ impl Settings {
             horizon_days: self.horizon_days,
             retention_days: self.retention_days,
             travel_buffer_min: self.travel_buffer_min,
+            max_attempts: self.max_attempts,
+            max_pending_cancels: self.max_pending_cancels,
+            retry_after_s: self.retry_after_s,
             secret,
-            ..Config::default()
         }
     }
 
@@ -373,6 +393,44 @@ mod tests {
             &["--log-format", "xml"],
             &["--listen", "nowhere"],
             &["--ephemeral", "maybe"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn the_core_s_other_bounds_have_flags_with_its_defaults() {
+        let core = Config::default();
+        let d = Settings::defaults().core_config(Secret::default());
+        assert_eq!(
+            (d.max_attempts, d.max_pending_cancels, d.retry_after_s),
+            (
+                core.max_attempts,
+                core.max_pending_cancels,
+                core.retry_after_s
+            )
+        );
+        let s = parse(&[
+            "--max-attempts",
+            "100",
+            "--max-pending-cancels",
+            "7",
+            "--retry-after-s",
+            "5",
+        ])
+        .unwrap();
+        let c = s.core_config(Secret::default());
+        assert_eq!(
+            (c.max_attempts, c.max_pending_cancels, c.retry_after_s),
+            (100, 7, 5)
+        );
+        // The journal's queue has room for every write the core may have in flight.
+        assert_eq!(s.journal_options().queue_capacity, 100 + 7 + 1024);
+        for args in [
+            &["--max-attempts", "0"][..],
+            &["--max-pending-cancels", "0"],
+            &["--retry-after-s", "0"],
+            &["--max-attempts", "1000001"],
         ] {
             assert!(parse(args).is_err(), "{args:?} should be refused");
         }
