@@ -21,8 +21,8 @@ pub enum JournalError {
         reason: String,
     },
     #[error(
-        "journal file {file} has format version {found}, this build reads version {supported}: \
-         start the version that wrote it"
+        "journal file {file} has format version {found}, this build reads versions 1 to \
+         {supported}: start the version that wrote it"
     )]
     UnsupportedVersion {
         file: String,

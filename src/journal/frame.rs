@@ -4,8 +4,15 @@
 //!
 //! ```text
 //! header: magic "TOURJRNL" | version u32 | generation u64 | base_len u64 | crc32c u32
-//! frame:  len u32 | crc32c(len bytes ++ payload) u32 | payload (len bytes)
+//! frame:  len u32 | crc32c(seal ++ len bytes ++ payload) u32 | payload (len bytes)
 //! ```
+//!
+//! The seal is the file's generation (u64): a frame checks out only in the
+//! file it was written for. Past a file's synced end a crash can expose
+//! blocks that held another file (on filesystems that do not zero newly
+//! allocated blocks before their data is written), and a frame read there
+//! must fail its checksum, not be replayed. Files of format 1 have no seal;
+//! recovery still reads them, and moves their records to a fresh file.
 //!
 //! All integers are little-endian. `base_len` is the length the file had
 //! when it was synced and renamed into place: everything before it is
@@ -22,7 +29,9 @@ use crate::journal::error::JournalError;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 8] = *b"TOURJRNL";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format recovery still reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 32;
 pub const FRAME_OVERHEAD: usize = 8;
 /// No record comes near this; a larger length field is damage.
@@ -43,6 +52,38 @@ pub enum Entry {
 enum EntryRef<'a> {
     Record(&'a Record),
     Synced { upto: u64 },
+}
+
+/// What a frame's checksum starts from: see the module's doc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seal(u32);
+
+impl Seal {
+    /// Format 1's frames, which had no seal.
+    pub const NONE: Seal = Seal(0);
+
+    /// The seal of the frames of generation `generation`'s file.
+    pub fn of_generation(generation: u64) -> Seal {
+        Seal(crc32c::crc32c(&generation.to_le_bytes()))
+    }
+
+    /// The seal of the frames of the file with `header`.
+    pub fn of(header: &Header) -> Seal {
+        if header.version == 1 {
+            Seal::NONE
+        } else {
+            Seal::of_generation(header.generation)
+        }
+    }
+
+    /// The seal of the frames of the file that starts with `bytes`.
+    pub fn of_file(bytes: &[u8]) -> Result<Seal, HeaderError> {
+        decode_header(bytes).map(|header| Seal::of(&header))
+    }
+
+    fn checksum(self, len_bytes: &[u8], payload: &[u8]) -> u32 {
+        crc32c::crc32c_append(crc32c::crc32c_append(self.0, len_bytes), payload)
+    }
 }
 
 /// A decoded file header.
@@ -99,7 +140,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
         return Err(HeaderError::Checksum);
     }
     let version = le_u32(&h[8..12]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(HeaderError::Version(version));
     }
     Ok(Header {
@@ -109,18 +150,25 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
     })
 }
 
-/// Appends the frame of `record` to `out`.
-pub fn push_record(out: &mut Vec<u8>, record: &Record) -> Result<(), JournalError> {
-    push_entry(out, &EntryRef::Record(record))
+/// Appends the frame of `record`, sealed with `seal`, to `out`.
+pub fn push_record(out: &mut Vec<u8>, seal: Seal, record: &Record) -> Result<(), JournalError> {
+    push_entry(out, seal, &EntryRef::Record(record))
 }
 
-/// Appends a [`Entry::Synced`] mark to `out`.
-pub fn push_synced(out: &mut Vec<u8>, upto: u64) {
+/// Appends a [`Entry::Synced`] mark, sealed with `seal`, to `out`.
+pub fn push_synced(out: &mut Vec<u8>, seal: Seal, upto: u64) {
     // A two-variant enum around a u64 always encodes.
-    let _ = push_entry(out, &EntryRef::Synced { upto });
+    let _ = push_entry(out, seal, &EntryRef::Synced { upto });
 }
 
-fn push_entry(out: &mut Vec<u8>, entry: &EntryRef<'_>) -> Result<(), JournalError> {
+/// Seals `frame`, one whole frame, with `seal` instead (to carry it into
+/// another file).
+pub fn reseal(frame: &mut [u8], seal: Seal) {
+    let crc = seal.checksum(&frame[..4], &frame[FRAME_OVERHEAD..]);
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn push_entry(out: &mut Vec<u8>, seal: Seal, entry: &EntryRef<'_>) -> Result<(), JournalError> {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_OVERHEAD]);
     *out = match postcard::to_extend(entry, std::mem::take(out)) {
@@ -136,14 +184,14 @@ fn push_entry(out: &mut Vec<u8>, entry: &EntryRef<'_>) -> Result<(), JournalErro
     }
     let len_bytes = (len as u32).to_le_bytes();
     let payload = &out[start + FRAME_OVERHEAD..];
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
+    let crc = seal.checksum(&len_bytes, payload);
     out[start..start + 4].copy_from_slice(&len_bytes);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
 
-/// The frame at `offset`, and the offset just after it.
-pub fn read_frame(bytes: &[u8], offset: usize) -> Result<(Entry, usize), FrameError> {
+/// The frame at `offset`, sealed with `seal`, and the offset just after it.
+pub fn read_frame(bytes: &[u8], offset: usize, seal: Seal) -> Result<(Entry, usize), FrameError> {
     let head = bytes
         .get(offset..offset.saturating_add(FRAME_OVERHEAD))
         .ok_or(FrameError::Truncated)?;
@@ -158,8 +206,7 @@ pub fn read_frame(bytes: &[u8], offset: usize) -> Result<(Entry, usize), FrameEr
     let payload = bytes
         .get(offset + FRAME_OVERHEAD..end)
         .ok_or(FrameError::Truncated)?;
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[..4]), payload);
-    if crc != le_u32(&head[4..8]) {
+    if seal.checksum(&head[..4], payload) != le_u32(&head[4..8]) {
         return Err(FrameError::Checksum);
     }
     match postcard::take_from_bytes::<Entry>(payload) {

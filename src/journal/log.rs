@@ -21,7 +21,7 @@
 
 use crate::core::record::Record;
 use crate::journal::error::JournalError;
-use crate::journal::frame::{self, HEADER_LEN};
+use crate::journal::frame::{self, Seal, FORMAT_VERSION, HEADER_LEN};
 use crate::journal::recovery::{self, RecoveryReport};
 use crate::journal::storage::{Storage, StorageError};
 use std::collections::VecDeque;
@@ -165,7 +165,7 @@ impl<S: Storage> Journal<S> {
         let (records, mut report) = match current {
             Some((generation, _, name)) => journal.recover(generation, name)?,
             None => {
-                journal.switch(Vec::new(), &[])?;
+                journal.switch(&[], &[])?;
                 (Vec::new(), RecoveryReport::default())
             }
         };
@@ -229,10 +229,10 @@ impl<S: Storage> Journal<S> {
         self.len = scan.valid_len;
         self.base_len = scan.header.base_len;
         self.trusted = true;
-        if !scan.skipped.is_empty() {
-            // Start the next run from a clean file, not from one that needs salvage.
-            let frames = encode_all(&scan.records)?;
-            self.switch(frames, &[])?;
+        if !scan.skipped.is_empty() || scan.header.version < FORMAT_VERSION {
+            // Start the next run from a clean file, not from one that needs
+            // salvage, and in this build's format.
+            self.switch(&scan.records, &[])?;
         }
         let report = RecoveryReport {
             file: Some(name),
@@ -253,11 +253,12 @@ impl<S: Storage> Journal<S> {
             return;
         }
         let before = self.staged.len();
+        let seal = self.seal();
         if self.staged.is_empty() {
-            frame::push_synced(&mut self.staged, self.len);
+            frame::push_synced(&mut self.staged, seal, self.len);
         }
         let start = self.staged.len() as u64;
-        match frame::push_record(&mut self.staged, record) {
+        match frame::push_record(&mut self.staged, seal, record) {
             Ok(()) => self.staged_seqs.push(Written {
                 seq,
                 start,
@@ -390,15 +391,13 @@ impl<S: Storage> Journal<S> {
         // The core has heard of every failure: whatever is appended from
         // now on is news to it.
         self.failure_reported = false;
-        let result = encode_all(snapshot).and_then(|frames| {
-            let carried: Vec<Written> = self
-                .written
-                .iter()
-                .filter(|w| w.seq > durable_seq)
-                .copied()
-                .collect();
-            self.switch(frames, &carried)
-        });
+        let carried: Vec<Written> = self
+            .written
+            .iter()
+            .filter(|w| w.seq > durable_seq)
+            .copied()
+            .collect();
+        let result = self.switch(snapshot, &carried);
         match result {
             Ok(()) => self.stats.snapshots += 1,
             Err(_) => self.stats.failed_snapshots += 1,
@@ -406,9 +405,21 @@ impl<S: Storage> Journal<S> {
         result
     }
 
-    /// Writes generation + 1 with `frames` and then the `carried` records
+    /// The seal of the current file's frames (always of this build's format:
+    /// recovery moves an older file's records to a fresh file).
+    fn seal(&self) -> Seal {
+        Seal::of_generation(self.generation)
+    }
+
+    /// Writes generation + 1 with `records` and then the `carried` records
     /// of the current file, and makes it current.
-    fn switch(&mut self, mut frames: Vec<u8>, carried: &[Written]) -> Result<(), JournalError> {
+    fn switch(&mut self, records: &[Record], carried: &[Written]) -> Result<(), JournalError> {
+        let generation = self.generation + 1;
+        let seal = Seal::of_generation(generation);
+        let mut frames = Vec::new();
+        for record in records {
+            frame::push_record(&mut frames, seal, record)?;
+        }
         let mut reindexed = Vec::with_capacity(carried.len());
         if !carried.is_empty() {
             let old = self
@@ -425,6 +436,7 @@ impl<S: Storage> Journal<S> {
                     }
                 })?;
                 frames.extend_from_slice(bytes);
+                frame::reseal(&mut frames[start as usize - HEADER_LEN..], seal);
                 let end = (HEADER_LEN + frames.len()) as u64;
                 reindexed.push(Written {
                     seq: w.seq,
@@ -433,7 +445,6 @@ impl<S: Storage> Journal<S> {
                 });
             }
         }
-        let generation = self.generation + 1;
         let base_len = (HEADER_LEN + frames.len()) as u64;
         let mut bytes = Vec::with_capacity(base_len as usize);
         bytes.extend_from_slice(&frame::encode_header(generation, base_len));
@@ -503,12 +514,4 @@ impl<S: Storage> Journal<S> {
     pub fn into_storage(self) -> S {
         self.storage
     }
-}
-
-fn encode_all(records: &[Record]) -> Result<Vec<u8>, JournalError> {
-    let mut out = Vec::new();
-    for record in records {
-        frame::push_record(&mut out, record)?;
-    }
-    Ok(out)
 }

@@ -21,7 +21,7 @@
 
 use crate::core::record::Record;
 use crate::journal::error::JournalError;
-use crate::journal::frame::{self, Entry, FrameError, Header, HeaderError, FRAME_OVERHEAD};
+use crate::journal::frame::{self, Entry, FrameError, Header, HeaderError, Seal, FRAME_OVERHEAD};
 
 const PREFIX: &str = "journal-";
 const LOG_SUFFIX: &str = ".log";
@@ -108,9 +108,10 @@ pub fn scan(file: &str, bytes: &[u8], salvage: bool) -> Result<Scan, JournalErro
         valid_len: bytes.len() as u64,
         skipped: Vec::new(),
     };
+    let seal = Seal::of(&header);
     let mut offset = frame::HEADER_LEN;
     while offset < bytes.len() {
-        let error = match frame::read_frame(bytes, offset) {
+        let error = match frame::read_frame(bytes, offset, seal) {
             Ok((entry, next)) => {
                 if let Entry::Record(record) = entry {
                     scan.records.push(record);
@@ -128,7 +129,7 @@ pub fn scan(file: &str, bytes: &[u8], salvage: bool) -> Result<Scan, JournalErro
         if !salvage {
             return Err(corrupt(file, offset as u64, &reason));
         }
-        let Some(next) = next_frame(bytes, offset) else {
+        let Some(next) = next_frame(bytes, offset, seal) else {
             scan.skipped.push(SkippedRegion {
                 offset: offset as u64,
                 len: (bytes.len() - offset) as u64,
@@ -151,7 +152,7 @@ pub fn scan(file: &str, bytes: &[u8], salvage: bool) -> Result<Scan, JournalErro
 fn is_damage(bytes: &[u8], offset: usize, header: &Header, error: &FrameError) -> bool {
     matches!(error, FrameError::Undecodable(_))
         || (offset as u64) < header.base_len
-        || synced_beyond(bytes, offset)
+        || synced_beyond(bytes, offset, Seal::of(header))
 }
 
 fn describe(offset: usize, header: &Header, error: &FrameError) -> String {
@@ -174,10 +175,10 @@ fn corrupt(file: &str, offset: u64, reason: &str) -> JournalError {
 }
 
 /// Whether a valid mark after `offset` says the bytes at `offset` were synced.
-fn synced_beyond(bytes: &[u8], offset: usize) -> bool {
+fn synced_beyond(bytes: &[u8], offset: usize, seal: Seal) -> bool {
     let mut bad = offset;
-    while let Some(mut at) = next_frame(bytes, bad) {
-        while let Ok((entry, next)) = frame::read_frame(bytes, at) {
+    while let Some(mut at) = next_frame(bytes, bad, seal) {
+        while let Ok((entry, next)) = frame::read_frame(bytes, at, seal) {
             if matches!(entry, Entry::Synced { upto } if upto > offset as u64) {
                 return true;
             }
@@ -189,7 +190,7 @@ fn synced_beyond(bytes: &[u8], offset: usize) -> bool {
 }
 
 /// The first offset after `bad` where a valid frame starts.
-fn next_frame(bytes: &[u8], bad: usize) -> Option<usize> {
+fn next_frame(bytes: &[u8], bad: usize, seal: Seal) -> Option<usize> {
     let last_start = bytes.len().checked_sub(FRAME_OVERHEAD + 1)?;
     let mut at = bad + 1;
     while at <= last_start {
@@ -201,7 +202,7 @@ fn next_frame(bytes: &[u8], bad: usize) -> Option<usize> {
             at += 1 + nonzero;
             continue;
         }
-        if frame::read_frame(bytes, at).is_ok() {
+        if frame::read_frame(bytes, at, seal).is_ok() {
             return Some(at);
         }
         at += 1;
@@ -223,6 +224,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn seal() -> Seal {
+        Seal::of_generation(1)
+    }
+
     /// A record frame whose payload is 256 bytes long: its first byte (the
     /// length's lowest) is zero, the hard case after a run of zeros.
     fn frame_starting_with_zero() -> Vec<u8> {
@@ -241,7 +246,7 @@ mod tests {
                     assignment: assignment.clone(),
                     key,
                 };
-                frame::push_record(&mut out, &booked).expect("a booking encodes");
+                frame::push_record(&mut out, seal(), &booked).expect("a booking encodes");
                 out
             })
             .find(|out| out[..4] == [0, 1, 0, 0])
@@ -254,7 +259,7 @@ mod tests {
         prop_oneof![
             any::<u64>().prop_map(|upto| {
                 let mut out = Vec::new();
-                frame::push_synced(&mut out, upto);
+                frame::push_synced(&mut out, seal(), upto);
                 out
             }),
             Just(frame_starting_with_zero()),
@@ -273,8 +278,8 @@ mod tests {
             let bytes = pieces.concat();
             let bad = bad.min(bytes.len());
             let every_offset = (bad + 1..bytes.len())
-                .find(|&at| frame::read_frame(&bytes, at).is_ok());
-            prop_assert_eq!(next_frame(&bytes, bad), every_offset);
+                .find(|&at| frame::read_frame(&bytes, at, seal()).is_ok());
+            prop_assert_eq!(next_frame(&bytes, bad, seal()), every_offset);
         }
     }
 

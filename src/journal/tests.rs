@@ -4,7 +4,7 @@ use crate::core::{
     Assignment, AssignmentId, AssignmentStatus, Config, Dispatcher, Fingerprint, KeyEntry, KeyHash,
     Record, Remembered, Timestamp,
 };
-use crate::journal::frame::{self, Entry, FrameError, HEADER_LEN};
+use crate::journal::frame::{self, Entry, FrameError, Seal, HEADER_LEN};
 use crate::journal::mem::{CrashChoices, KeepUnsynced, LoseUnsynced, MemStorage, Op};
 use crate::journal::recovery::{log_name, tmp_name};
 use crate::journal::{Journal, JournalConfig, JournalError, Opened, Settled, SnapshotReason};
@@ -106,8 +106,9 @@ fn records(seqs: std::ops::RangeInclusive<u64>) -> Vec<Record> {
 /// Offsets of the record frames of a file (marks skipped).
 pub(crate) fn record_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
+    let seal = Seal::of_file(bytes).expect("a journal file's header");
     let mut at = HEADER_LEN;
-    while let Ok((entry, next)) = frame::read_frame(bytes, at) {
+    while let Ok((entry, next)) = frame::read_frame(bytes, at, seal) {
         if matches!(entry, Entry::Record(_)) {
             offsets.push(at);
         }
@@ -118,20 +119,25 @@ pub(crate) fn record_offsets(bytes: &[u8]) -> Vec<usize> {
 
 // ----- framing ---------------------------------------------------------------
 
+/// The seal of the frames tested alone.
+fn seal() -> Seal {
+    Seal::of_generation(1)
+}
+
 #[test]
 fn frames_round_trip_every_kind_of_record() {
     let mut bytes = Vec::new();
     for n in 0..14 {
-        frame::push_record(&mut bytes, &record(n)).unwrap();
+        frame::push_record(&mut bytes, seal(), &record(n)).unwrap();
     }
-    frame::push_synced(&mut bytes, 12345);
+    frame::push_synced(&mut bytes, seal(), 12345);
     let mut at = 0;
     for n in 0..14 {
-        let (entry, next) = frame::read_frame(&bytes, at).unwrap();
+        let (entry, next) = frame::read_frame(&bytes, at, seal()).unwrap();
         assert_eq!(entry, Entry::Record(record(n)));
         at = next;
     }
-    let (entry, next) = frame::read_frame(&bytes, at).unwrap();
+    let (entry, next) = frame::read_frame(&bytes, at, seal()).unwrap();
     assert_eq!(entry, Entry::Synced { upto: 12345 });
     assert_eq!(next, bytes.len());
 }
@@ -139,10 +145,10 @@ fn frames_round_trip_every_kind_of_record() {
 #[test]
 fn a_frame_checks_its_length_and_checksum() {
     let mut bytes = Vec::new();
-    frame::push_record(&mut bytes, &booking(1)).unwrap();
+    frame::push_record(&mut bytes, seal(), &booking(1)).unwrap();
     for cut in 0..bytes.len() {
         assert_eq!(
-            frame::read_frame(&bytes[..cut], 0).unwrap_err(),
+            frame::read_frame(&bytes[..cut], 0, seal()).unwrap_err(),
             FrameError::Truncated,
             "cut at {cut}"
         );
@@ -151,13 +157,13 @@ fn a_frame_checks_its_length_and_checksum() {
         let mut damaged = bytes.clone();
         damaged[at] ^= 0x01;
         assert_eq!(
-            frame::read_frame(&damaged, 0).unwrap_err(),
+            frame::read_frame(&damaged, 0, seal()).unwrap_err(),
             FrameError::Checksum,
             "bit flipped at {at}"
         );
     }
     assert_eq!(
-        frame::read_frame(&[0; 64], 0).unwrap_err(),
+        frame::read_frame(&[0; 64], 0, seal()).unwrap_err(),
         FrameError::BadLength(0)
     );
 }
@@ -187,26 +193,74 @@ fn the_header_carries_magic_version_and_checksum() {
     );
 }
 
+/// A header of format `version`, for generation 1, with its checksum.
+fn header_of_version(version: u32) -> [u8; HEADER_LEN] {
+    let mut header = frame::encode_header(1, HEADER_LEN as u64);
+    header[8..12].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..28]);
+    header[28..].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
 #[test]
 fn a_future_format_version_is_refused_by_name() {
     let mut storage = MemStorage::new();
     let name = log_name(1);
-    let mut header = frame::encode_header(1, HEADER_LEN as u64);
-    header[8..12].copy_from_slice(&2u32.to_le_bytes());
-    let crc = crc32c::crc32c(&header[..28]);
-    header[28..].copy_from_slice(&crc.to_le_bytes());
     storage.create(&name).unwrap();
-    storage.append(&name, &header).unwrap();
+    storage.append(&name, &header_of_version(3)).unwrap();
     let err = Journal::open(storage, config()).err().unwrap();
     assert!(matches!(
         err,
         JournalError::UnsupportedVersion {
-            found: 2,
-            supported: 1,
+            found: 3,
+            supported: 2,
             ..
         }
     ));
     assert!(err.to_string().contains(&name), "{err}");
+}
+
+#[test]
+fn a_frame_checks_out_only_under_its_own_seal() {
+    let mut bytes = Vec::new();
+    frame::push_record(&mut bytes, Seal::of_generation(1), &booking(1)).unwrap();
+    for other in [Seal::of_generation(2), Seal::NONE] {
+        assert_eq!(
+            frame::read_frame(&bytes, 0, other).unwrap_err(),
+            FrameError::Checksum
+        );
+    }
+    frame::reseal(&mut bytes, Seal::of_generation(2));
+    let (entry, _) = frame::read_frame(&bytes, 0, Seal::of_generation(2)).unwrap();
+    assert_eq!(entry, Entry::Record(booking(1)));
+}
+
+#[test]
+fn a_file_of_format_one_is_read_and_its_records_moved_to_a_fresh_file() {
+    let name = log_name(1);
+    let mut file = header_of_version(1).to_vec();
+    frame::push_synced(&mut file, Seal::NONE, HEADER_LEN as u64);
+    for n in 1..=3 {
+        frame::push_record(&mut file, Seal::NONE, &record(n)).unwrap();
+    }
+    let mut storage = MemStorage::new();
+    storage.create(&name).unwrap();
+    storage.append(&name, &file).unwrap();
+    storage.sync(&name).unwrap();
+    storage.sync_dir().unwrap();
+
+    let mut opened = open(storage);
+    assert_eq!(opened.records, records(1..=3));
+    assert_eq!(opened.journal.file(), log_name(2));
+    let fresh = opened.journal.storage().contents(&log_name(2)).unwrap();
+    assert_eq!(
+        frame::decode_header(fresh).unwrap().version,
+        frame::FORMAT_VERSION
+    );
+    commit(&mut opened.journal, 4..=4);
+    let again = reopen(opened.journal, &mut LoseUnsynced);
+    assert_eq!(again.records, records(1..=4));
+    assert_eq!(again.journal.storage().list().unwrap(), vec![log_name(2)]);
 }
 
 // ----- appending and recovering -----------------------------------------------
@@ -289,7 +343,8 @@ fn a_torn_tail_is_dropped_and_truncated_whatever_its_length() {
     write_unsynced(&mut probe, 6..=8);
     let full = probe.storage().contents(&name).unwrap().to_vec();
     let mut frame_ends = vec![synced_len];
-    while let Ok((_, next)) = frame::read_frame(&full, *frame_ends.last().unwrap()) {
+    let seal = Seal::of_file(&full).unwrap();
+    while let Ok((_, next)) = frame::read_frame(&full, *frame_ends.last().unwrap(), seal) {
         frame_ends.push(next);
     }
     assert_eq!(frame_ends.len(), 5);
@@ -435,6 +490,30 @@ fn salvage_skips_damage_and_starts_a_clean_file() {
     let again = reopen(salvaged.journal, &mut LoseUnsynced);
     assert_eq!(again.records, expected);
     assert!(again.report.skipped.is_empty());
+}
+
+/// Past a file's synced end a crash may expose blocks that held another
+/// file: frames of an older generation found there are a torn tail, not
+/// records to replay.
+#[test]
+fn frames_of_another_generation_past_the_synced_end_are_not_replayed() {
+    let mut journal = open(MemStorage::new()).journal;
+    commit(&mut journal, 1..=3);
+    let stale = journal.storage().contents(&log_name(1)).unwrap()[HEADER_LEN..].to_vec();
+    let state = state_of(records(1..=3));
+    journal
+        .install_snapshot(3, &state, journal.failures_reported())
+        .unwrap();
+    commit(&mut journal, 4..=4);
+    let current = log_name(2);
+    // The old file's frames, as stale blocks appended after the synced end.
+    journal.storage_mut().append(&current, &stale).unwrap();
+
+    let reopened = reopen(journal, &mut KeepUnsynced);
+    let mut expected = state;
+    expected.push(record(4));
+    assert_eq!(reopened.records, expected);
+    assert_eq!(reopened.report.torn_bytes, stale.len() as u64);
 }
 
 #[test]

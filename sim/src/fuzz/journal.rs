@@ -16,7 +16,7 @@
 //! restores to the same state.
 
 use tour_dispatcher::core::{Config, Dispatcher, Record, Timestamp};
-use tour_dispatcher::journal::frame::{self, Entry, FRAME_OVERHEAD, HEADER_LEN};
+use tour_dispatcher::journal::frame::{self, Entry, Seal, FRAME_OVERHEAD, HEADER_LEN};
 use tour_dispatcher::journal::recovery::log_name;
 use tour_dispatcher::journal::{Journal, JournalConfig, MemStorage, Storage};
 
@@ -58,13 +58,14 @@ pub fn framed(data: &[u8]) -> Vec<u8> {
     file
 }
 
-/// Appends `payload` in a frame whose length and checksum are right.
+/// Appends `payload` in a frame whose length and checksum (sealed for
+/// [`GENERATION`]) are right.
 fn push_frame(file: &mut Vec<u8>, payload: &[u8]) {
-    let len = (payload.len() as u32).to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&len), payload);
-    file.extend_from_slice(&len);
-    file.extend_from_slice(&crc.to_le_bytes());
+    let start = file.len();
+    file.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    file.extend_from_slice(&[0; FRAME_OVERHEAD - 4]);
     file.extend_from_slice(payload);
+    frame::reseal(&mut file[start..], Seal::of_generation(GENERATION));
 }
 
 fn recover(file: &[u8], salvage: bool) {
@@ -113,8 +114,11 @@ fn disk_with(name: &str, file: &[u8]) -> MemStorage {
 /// The records of the frames from the header on, up to the first bad one.
 fn valid_prefix(file: &[u8]) -> Vec<Record> {
     let mut records = Vec::new();
+    let Ok(seal) = Seal::of_file(file) else {
+        return records;
+    };
     let mut offset = HEADER_LEN;
-    while let Ok((entry, next)) = frame::read_frame(file, offset) {
+    while let Ok((entry, next)) = frame::read_frame(file, offset, seal) {
         if let Entry::Record(r) = entry {
             records.push(r);
         }
@@ -125,9 +129,12 @@ fn valid_prefix(file: &[u8]) -> Vec<Record> {
 
 /// Every record held in a well-checked frame at any offset.
 fn framed_records(file: &[u8]) -> Vec<Record> {
+    let Ok(seal) = Seal::of_file(file) else {
+        return Vec::new();
+    };
     let last = file.len().saturating_sub(FRAME_OVERHEAD);
     (HEADER_LEN..last)
-        .filter_map(|at| match frame::read_frame(file, at) {
+        .filter_map(|at| match frame::read_frame(file, at, seal) {
             Ok((Entry::Record(r), _)) => Some(r),
             _ => None,
         })
