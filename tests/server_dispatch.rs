@@ -109,6 +109,26 @@ async fn another_payload_with_the_key_is_refused_and_leaves_it_as_it_was() {
 }
 
 #[tokio::test]
+async fn a_key_past_its_ttl_leaves_the_gauge_on_an_idle_server() {
+    let server = TestServer::start(&["--idempotency-ttl-s", "1"]).await;
+    let client = server.client();
+    let gauge = "tour_dispatcher_idempotency_keys";
+    let booked = client
+        .dispatch_with(&good_request("c1"), &key("ttl-1"))
+        .await;
+    assert_eq!(booked.status, 201, "{booked:?}");
+    assert_eq!(client.metric(gauge).await, 1.0);
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    // Only metrics are read meanwhile: the key is gone all the same.
+    assert_eq!(client.metric(gauge).await, 0.0);
+    assert_eq!(
+        client.metric("tour_dispatcher_reservations_active").await,
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn remembered_409_and_422_are_replayed() {
     let server = TestServer::start(&[]).await;
     let client = server.client();

@@ -277,9 +277,11 @@ impl Driver {
                 }
             }
             Command::Get { id, reply } => {
+                self.catch_up_with_time();
                 let _ = reply.send(self.core.assignment(&id).cloned());
             }
             Command::Stats { reply } => {
+                self.catch_up_with_time();
                 let _ = reply.send(self.core.stats());
             }
             Command::Drain => {
@@ -302,6 +304,14 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// The core forgets what is past its retention or TTL when it is next
+    /// fed, and sets no timer for it: a read on an idle server ticks it
+    /// first, so that it never shows an assignment past retention or counts
+    /// a key past its TTL.
+    fn catch_up_with_time(&mut self) {
+        self.feed(Input::Tick);
     }
 
     fn call_result(&mut self, input: Input) {
@@ -592,8 +602,8 @@ const INLINE_STEPS: usize = 64;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::time::{MS_PER_DAY, MS_PER_HOUR};
-    use crate::core::{Config, Dependency, RawWindow};
+    use crate::core::time::{MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
+    use crate::core::{AssignmentStatus, Config, Dependency, RawWindow};
     use crate::embedded::{AvailabilityConfig, Roster, RulesConfig};
     use crate::server::journal::MemoryJournal;
     use crate::server::services::EmbeddedSettings;
@@ -642,19 +652,28 @@ mod tests {
 
         /// A rig whose embedded services take `latency` (zero: inline calls).
         fn with_latency(latency: Duration) -> Rig {
-            Rig::build(latency, |calls, _| Box::new(Scripted(calls)))
+            Rig::build(
+                latency,
+                |_| Vec::new(),
+                |calls, _| Box::new(Scripted(calls)),
+            )
         }
 
         /// A rig with the `--ephemeral` journal: every append is durable at
         /// once, and no event says so.
         fn ephemeral() -> Rig {
-            Rig::build(Duration::ZERO, |_, events| {
-                Box::new(MemoryJournal::new(events.sink()))
-            })
+            Rig::build(
+                Duration::ZERO,
+                |_| Vec::new(),
+                |_, events| Box::new(MemoryJournal::new(events.sink())),
+            )
         }
 
+        /// A rig whose core is restored, when it starts, from the records
+        /// `records` gives for that time.
         fn build(
             latency: Duration,
+            records: impl FnOnce(Timestamp) -> Vec<Record>,
             journal: impl FnOnce(Arc<Mutex<Vec<Call>>>, &EventQueue) -> Box<dyn Journal>,
         ) -> Rig {
             let clock = Clock::start();
@@ -678,7 +697,7 @@ mod tests {
                 shards: 1,
                 ..Config::default()
             };
-            let core = Dispatcher::restore(config, clock.now(), []).unwrap();
+            let core = Dispatcher::restore(config, clock.now(), records(clock.now())).unwrap();
             let (driver, handle) = Driver::new(
                 core,
                 DriverParts {
@@ -781,6 +800,54 @@ mod tests {
             }
             panic!("the journal saw {:?}", self.calls.lock().unwrap());
         }
+    }
+
+    #[tokio::test]
+    async fn a_read_on_an_idle_server_shows_nothing_past_retention() {
+        let config = Config::default();
+        let id = AssignmentId::from_seq(&config.secret, 1);
+        // A tour whose retention ends 300 ms after the rig starts.
+        let booked = |now: Timestamp| {
+            let end = Timestamp(now.as_millis() + 300 - config.retention_ms());
+            let assignment = Assignment {
+                id,
+                status: AssignmentStatus::Confirmed,
+                agent_id: "ag-001".into(),
+                customer_id: "c".into(),
+                property_id: None,
+                zipcode: "94107".into(),
+                start: Timestamp(end.as_millis() - 30 * MS_PER_MINUTE),
+                end,
+            };
+            vec![Record::Booked {
+                assignment,
+                key: None,
+            }]
+        };
+        let rig = Rig::build(Duration::ZERO, booked, |_, events| {
+            Box::new(MemoryJournal::new(events.sink()))
+        });
+        let get = || async {
+            let (reply, answer) = oneshot::channel();
+            let get = Command::Get { id, reply };
+            rig.handle.control.send(get).await.unwrap();
+            answer.await.unwrap()
+        };
+        let stats = || async {
+            let (reply, answer) = oneshot::channel();
+            rig.handle
+                .control
+                .send(Command::Stats { reply })
+                .await
+                .unwrap();
+            answer.await.unwrap()
+        };
+        assert!(get().await.is_some());
+        assert_eq!(stats().await.reservations_active, 1);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Nothing else reached the core meanwhile.
+        assert_eq!(get().await, None);
+        assert_eq!(stats().await.reservations_active, 0);
     }
 
     #[tokio::test]
