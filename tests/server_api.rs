@@ -176,11 +176,30 @@ async fn content_type_must_be_json() {
         assert_eq!(reply.status, 415, "{headers:?}");
         assert_eq!(reply.problem_type(), "/problems/unsupported-media-type");
     }
+    // A content coding the server does not decode is a 415 too, and says
+    // which coding it takes.
     let reply = client
         .send(
             Method::POST,
             "/dispatch",
-            &[("content-type", "application/json; charset=utf-8")],
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, 415, "{reply:?}");
+    assert_eq!(reply.problem_type(), "/problems/unsupported-media-type");
+    assert_eq!(reply.header("accept-encoding"), Some("identity"));
+    let reply = client
+        .send(
+            Method::POST,
+            "/dispatch",
+            &[
+                ("content-type", "application/json; charset=utf-8"),
+                ("content-encoding", "identity"),
+            ],
             body,
         )
         .await;
@@ -445,6 +464,24 @@ async fn operational_endpoints() {
             "{method} {path}: {unavailable}"
         );
     }
+    // A repeat may share any answer of its key's attempt, marked replayed.
+    let dispatch = &doc["paths"]["/dispatch"]["post"];
+    for status in ["201", "409", "422", "503", "504"] {
+        let headers = &dispatch["responses"][status]["headers"];
+        assert!(headers["Idempotent-Replayed"].is_object(), "{status}");
+    }
+    // The headers' bounds are in their schemas.
+    let parameter = |name: &str| {
+        dispatch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]
+            .clone()
+    };
+    assert_eq!(parameter("X-Request-Timeout-Ms")["minimum"], 1);
+    assert_eq!(parameter("Idempotency-Key")["minLength"], 1);
     let metrics = client.get("/metrics").await;
     assert_eq!(metrics.status, 200);
     assert!(metrics

@@ -1,8 +1,8 @@
-//! The request headers `POST /dispatch` reads: `Content-Type` (415 unless
-//! JSON), `Idempotency-Key` and `X-Request-Timeout-Ms` (400 when present
-//! and malformed).
+//! The request headers `POST /dispatch` reads: `Content-Type` and
+//! `Content-Encoding` (415 unless plain JSON), `Idempotency-Key` and
+//! `X-Request-Timeout-Ms` (400 when present and malformed).
 
-use http::header::{HeaderMap, CONTENT_TYPE};
+use http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_TYPE};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const REQUEST_TIMEOUT_MS: &str = "x-request-timeout-ms";
@@ -36,6 +36,19 @@ pub fn is_json(headers: &HeaderMap) -> bool {
     };
     let essence = text.split(';').next().unwrap_or("").trim();
     essence.eq_ignore_ascii_case("application/json")
+}
+
+/// Whether the body is sent as it is: no `Content-Encoding`, or only
+/// `identity`. The server decodes no content coding (RFC 9110 §8.4: a
+/// coding it does not accept is a 415).
+pub fn is_unencoded(headers: &HeaderMap) -> bool {
+    headers.get_all(CONTENT_ENCODING).iter().all(|value| {
+        value.to_str().is_ok_and(|text| {
+            text.split(',')
+                .map(str::trim)
+                .all(|coding| coding.is_empty() || coding.eq_ignore_ascii_case("identity"))
+        })
+    })
 }
 
 /// The idempotency key, if one was sent. The quoted structured-field string
@@ -118,6 +131,21 @@ mod tests {
 
     fn key(value: &[u8]) -> Result<Option<String>, BadHeader> {
         idempotency_key(&with(IDEMPOTENCY_KEY, &[value]))
+    }
+
+    #[test]
+    fn content_encoding_may_only_be_identity() {
+        assert!(is_unencoded(&HeaderMap::new()));
+        for ok in [&b"identity"[..], b"Identity", b"identity, identity", b""] {
+            assert!(is_unencoded(&with("content-encoding", &[ok])), "{ok:?}");
+        }
+        for bad in [&b"gzip"[..], b"identity, gzip", b"br", b"\xff"] {
+            assert!(!is_unencoded(&with("content-encoding", &[bad])), "{bad:?}");
+        }
+        assert!(!is_unencoded(&with(
+            "content-encoding",
+            &[b"identity", b"deflate"]
+        )));
     }
 
     #[test]

@@ -18,7 +18,9 @@ use crate::server::render::{
 use crate::server::settings::MAX_BODY_BYTES;
 use crate::server::state::ServerState;
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderValue, ACCEPT, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE,
+};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
@@ -335,6 +337,13 @@ fn check_dispatch(
             ProblemType::UnsupportedMediaType,
             "the body must be JSON, sent with Content-Type: application/json",
         ));
+    }
+    if !headers::is_unencoded(headers) {
+        return Err(Problem::new(
+            ProblemType::UnsupportedMediaType,
+            "the body must be sent as it is: this server decodes no Content-Encoding",
+        )
+        .hint(ACCEPT_ENCODING, "identity"));
     }
     let malformed = |detail: String| Problem::new(ProblemType::MalformedRequest, detail);
     let idempotency_key =

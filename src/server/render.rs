@@ -6,7 +6,7 @@
 use crate::core::{Assignment, AssignmentStatus, Dependency, FieldError, Response};
 use crate::server::headers::IDEMPOTENT_REPLAYED;
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use http::header::{HeaderName, HeaderValue, ALLOW, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use http::StatusCode;
 use http_body_util::Full;
 use serde::Serialize;
@@ -175,7 +175,8 @@ pub struct Problem {
     detail: String,
     errors: Option<Vec<FieldErrorBody>>,
     retry_after_s: Option<u32>,
-    allow: Option<&'static str>,
+    /// Headers that say how to do better (`Allow`, `Accept-Encoding`).
+    hints: Vec<(HeaderName, &'static str)>,
 }
 
 impl Problem {
@@ -185,7 +186,7 @@ impl Problem {
             detail: detail.into(),
             errors: None,
             retry_after_s: None,
-            allow: None,
+            hints: Vec::new(),
         }
     }
 
@@ -194,8 +195,9 @@ impl Problem {
         self
     }
 
-    pub fn allow(mut self, methods: &'static str) -> Self {
-        self.allow = Some(methods);
+    /// Adds the header `name: value` to the answer.
+    pub fn hint(mut self, name: HeaderName, value: &'static str) -> Self {
+        self.hints.push((name, value));
         self
     }
 
@@ -239,7 +241,7 @@ impl Problem {
             ProblemType::MethodNotAllowed,
             format!("this resource answers only {allow}"),
         )
-        .allow(allow)
+        .hint(ALLOW, allow)
     }
 
     pub fn into_reply(self) -> Reply {
@@ -256,8 +258,8 @@ impl Problem {
         if let Some(s) = self.retry_after_s {
             headers.insert(RETRY_AFTER, HeaderValue::from(s));
         }
-        if let Some(allow) = self.allow {
-            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        for (name, value) in self.hints {
+            headers.insert(name, HeaderValue::from_static(value));
         }
         reply
     }
