@@ -184,6 +184,21 @@ async fn sigterm_drains_and_exits_zero() {
         dir.join("data").is_dir(),
         "the journal lives in the data dir"
     );
+    // What holds the secret or customers' ids is for the owner alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join("data")), 0o700);
+        assert_eq!(mode(&trace), 0o600);
+        for entry in std::fs::read_dir(dir.join("data")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name == "secret" || name.starts_with("journal") {
+                assert_eq!(mode(&path), 0o600, "{name}");
+            }
+        }
+    }
     // The trace holds a header and the submit.
     let text = std::fs::read_to_string(&trace).unwrap();
     let lines: Vec<serde_json::Value> = text

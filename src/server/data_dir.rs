@@ -5,9 +5,29 @@
 //! directory's lock; the secret is read after it is taken.)
 
 use crate::core::Secret;
-use std::fs::{self, File};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+/// Options that create a file only its owner may read or write (0600 on
+/// Unix): the secret, the journal and traces hold the key of the ids and
+/// the customers' ids.
+pub fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// Creates `dir` and its missing parents, those it creates open to their
+/// owner alone (0700 on Unix).
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    let mut builder = DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
 
 const SECRET_FILE: &str = "secret";
 
@@ -65,7 +85,11 @@ fn parse_secret(text: &str) -> Option<Secret> {
 fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut file = File::create(&tmp)?;
+        let mut file = private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }
@@ -108,6 +132,21 @@ mod tests {
             load_or_create_secret(&dir, true),
             Err(SecretError::Damaged { .. })
         ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_secret_and_new_directories_are_for_their_owner_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("private");
+        let nested = dir.join("a/b");
+        create_private_dir_all(&nested).unwrap();
+        load_or_create_secret(&nested, true).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&nested.join(SECRET_FILE)), 0o600);
+        assert_eq!(mode(&nested), 0o700);
+        assert_eq!(mode(&dir.join("a")), 0o700);
         fs::remove_dir_all(&dir).unwrap();
     }
 

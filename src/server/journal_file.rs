@@ -14,6 +14,7 @@ use crate::journal::{
     Journal, JournalConfig, JournalError, JournalStats, RecoveryReport, Settled, SnapshotReason,
     Storage, StorageError,
 };
+use crate::server::data_dir::{create_private_dir_all, private_file};
 use crate::server::metrics::JournalMetrics;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -445,7 +446,7 @@ fn now() -> Instant {
 /// directory away, journal and all, with bookings acknowledged in it.
 fn create_dir_durably(dir: &Path) -> io::Result<()> {
     let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
-    fs::create_dir_all(dir)?;
+    create_private_dir_all(dir)?;
     // Each created directory's entry lives in its parent.
     for created in missing {
         let parent = match created.parent() {
@@ -651,7 +652,7 @@ impl Storage for FileStorage {
     }
 
     fn create(&mut self, name: &str) -> Result<(), StorageError> {
-        let file = OpenOptions::new()
+        let file = private_file()
             .write(true)
             .create(true)
             .truncate(true)

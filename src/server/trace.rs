@@ -27,9 +27,10 @@
 //! (externally tagged enums).
 
 use crate::core::{Config, Input, Output, Record, Timestamp};
+use crate::server::data_dir::private_file;
 use serde::Serialize;
 use siphasher::sip::SipHasher13;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::hash::Hasher;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -104,7 +105,7 @@ impl TraceRecorder {
         now: Timestamp,
         records: &[Record],
     ) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = private_file().create(true).append(true).open(path)?;
         let mut recorder = TraceRecorder {
             out: BufWriter::new(file),
             hash: OutputHash::default(),
