@@ -151,6 +151,16 @@ fn window_spans_at_most_fourteen_days_and_ends_within_the_horizon() {
         with(|r| r.window = window("2027-12-31T00:00:00Z", "2028-01-02T00:00:00Z")),
         [(Field::WindowEnd, Problem::BeyondHorizon { days: 365 })]
     );
+    let message = |days| {
+        let problem = Problem::BeyondHorizon { days };
+        FieldError {
+            field: Field::WindowEnd,
+            problem,
+        }
+        .message()
+    };
+    assert_eq!(message(365), "must be at most 365 days from now");
+    assert_eq!(message(1), "must be at most 1 day from now");
 }
 
 #[test]

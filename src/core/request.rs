@@ -141,9 +141,8 @@ impl FieldError {
             Problem::EndNotAfterStart => "must be later than window.start".into(),
             Problem::WindowTooLong => "the window may span at most 14 days".into(),
             Problem::EndInPast => "must be in the future".into(),
-            Problem::BeyondHorizon { days } => {
-                format!("must be at most {days} days from now")
-            }
+            Problem::BeyondHorizon { days: 1 } => "must be at most 1 day from now".into(),
+            Problem::BeyondHorizon { days } => format!("must be at most {days} days from now"),
             Problem::DurationOutOfRange => "must be an integer from 15 to 240".into(),
             Problem::LongerThanWindow => "must not be longer than the window".into(),
             Problem::BadLanguage => "must be two lowercase ASCII letters, e.g. \"en\"".into(),

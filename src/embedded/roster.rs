@@ -119,8 +119,11 @@ pub struct Roster {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RosterFile {
-    agents: Vec<serde_json::Value>,
+struct RosterFile<'a> {
+    /// Each agent as its text, parsed on its own so that an error names its
+    /// index (and a repeated member is refused, as a `Value` would not).
+    #[serde(borrow)]
+    agents: Vec<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -272,12 +275,12 @@ fn demo_agent(
     }
 }
 
-fn agent_from_json(index: usize, value: serde_json::Value) -> Result<Agent, RosterError> {
+fn agent_from_json(index: usize, text: &serde_json::value::RawValue) -> Result<Agent, RosterError> {
     let shape = |e: serde_json::Error| RosterError::Shape {
         index,
         message: e.to_string(),
     };
-    let file: AgentFile = serde_json::from_value(value).map_err(shape)?;
+    let file: AgentFile = serde_json::from_str(text.get()).map_err(shape)?;
     let invalid = |field: &str, problem| RosterError::Invalid {
         index,
         id: file.id.clone(),
@@ -443,6 +446,19 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("agents[2]"), "{err}");
+    }
+
+    #[test]
+    fn a_repeated_member_of_an_agent_is_refused() {
+        let err = roster_with(
+            r#"{"id": "a", "id": "b", "zipcodes": ["94107"], "languages": [],
+                "hours": {"start": "09:00", "end": "17:00"}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, RosterError::Shape { index: 0, message } if message.contains("duplicate field `id`")),
+            "{err}"
+        );
     }
 
     #[test]
