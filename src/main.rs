@@ -5,7 +5,6 @@
 //! their own or together; 1 when the server cannot start (roster, data
 //! directory, journal, address) or cannot shut down cleanly.
 
-use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tour_dispatcher::server::{self, settings::Settings, LogFormat};
@@ -14,7 +13,19 @@ use tour_dispatcher::server::{self, settings::Settings, LogFormat};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let settings = Settings::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let settings = match Settings::parse_flags(&args) {
+        Ok(settings) => settings,
+        Err(e) => {
+            // `--help` and `--version` are "errors" that print to stdout
+            // and exit 0.
+            let _ = e.print();
+            if let Some(variable) = Settings::variable_behind(&e, &args) {
+                eprintln!("note: the value comes from the environment variable {variable}");
+            }
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
     if let Err(e) = settings.check() {
         eprintln!("tour-dispatcher: error: {e}");
         return ExitCode::from(2);

@@ -101,12 +101,17 @@ fn bad_settings_exit_non_zero_before_listening() {
             vec![],
             "--default-timeout-ms",
         ),
+        // A bad value from a variable: the message names the variable too.
         (
             vec![],
             vec![("TOUR_QUEUE_CAPACITY", "0")],
-            "--queue-capacity",
+            "environment variable TOUR_QUEUE_CAPACITY",
         ),
-        (vec![], vec![("TOUR_EPHEMERAL", "perhaps")], "--ephemeral"),
+        (
+            vec![],
+            vec![("TOUR_EPHEMERAL", "perhaps")],
+            "environment variable TOUR_EPHEMERAL",
+        ),
         (
             vec!["--ephemeral", "--roster", "/nonexistent/roster.json"],
             vec![],
@@ -118,6 +123,9 @@ fn bad_settings_exit_non_zero_before_listening() {
             "roster",
         ),
     ];
+    // The flag wins over its variable, and then the variable is not blamed.
+    let (_, stderr) = refused(&dir, &["--shards", "0"], &[("TOUR_SHARDS", "0")]);
+    assert!(!stderr.contains("TOUR_SHARDS"), "{stderr}");
     for (args, env, needle) in cases {
         let (status, stderr) = refused(&dir, &args, &env);
         assert!(!status.success(), "{args:?} {env:?} must fail");
@@ -231,6 +239,24 @@ fn the_runtime_has_as_many_workers_as_asked() {
         running.signal("TERM");
         assert!(running.wait(Duration::from_secs(20)).success());
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_empty_variable_counts_as_unset() {
+    let dir = scratch_dir("empty-env");
+    let mut cmd = command(&dir, &["--listen", "127.0.0.1:0", "--ephemeral"]);
+    cmd.envs([
+        ("TOUR_SHARDS", ""),
+        ("TOUR_ROSTER", ""),
+        ("TOUR_WORKERS", ""),
+        ("TOUR_LOG_FORMAT", ""),
+    ]);
+    let running = Running::spawn(cmd);
+    let line = running.listening_line();
+    assert!(line.contains("listening on"), "{line}");
+    running.signal("TERM");
+    assert!(running.wait(Duration::from_secs(20)).success());
     std::fs::remove_dir_all(dir).unwrap();
 }
 

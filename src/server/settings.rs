@@ -259,13 +259,51 @@ impl Settings {
     }
 
     /// Parses flags (the first item is the program name), reading `TOUR_*`
-    /// variables for flags not given, and checks them together.
+    /// variables for flags not given. An empty variable counts as unset, as
+    /// it does for most tools that read their settings from the
+    /// environment (`TOUR_ROSTER=` in a unit file means "no roster file").
     pub fn parse_flags<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Settings::try_parse_from(args)
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Settings::command().mut_args(|arg| {
+            let empty = arg
+                .get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty());
+            if empty {
+                arg.env(None::<&str>)
+            } else {
+                arg
+            }
+        });
+        command
+            .try_get_matches_from(args)
+            .and_then(|matches| Settings::from_arg_matches(&matches))
+    }
+
+    /// The `TOUR_*` variable that gave the value `error` refuses, when the
+    /// flag itself is not among `args`: clap's message names only the flag.
+    pub fn variable_behind(error: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+        use clap::error::{ContextKind, ContextValue};
+        use clap::CommandFactory;
+        let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
+            return None;
+        };
+        let long = shown.strip_prefix("--")?.split([' ', '=']).next()?;
+        let flag = format!("--{long}");
+        let given = args.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == flag || a.starts_with(&format!("{flag}="))
+        });
+        let command = Settings::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))?;
+        let name = arg.get_env()?;
+        (!given && std::env::var_os(name).is_some()).then(|| name.to_string_lossy().into_owned())
     }
 
     /// The checks that span several flags.
