@@ -273,6 +273,8 @@ impl Settings {
                 .get_env()
                 .and_then(std::env::var_os)
                 .is_some_and(|value| value.is_empty());
+            // `--shards -1` is a value out of range, not an unknown flag.
+            let arg = arg.allow_negative_numbers(true);
             if empty {
                 arg.env(None::<&str>)
             } else {
@@ -425,6 +427,7 @@ mod tests {
         for args in [
             &["--shards", "0"][..],
             &["--queue-capacity", "-1"],
+            &["--shards", "-1"],
             &["--slot-step-min", "7"],
             &["--slot-step-min", "0"],
             &["--max-timeout-ms", "0"],
@@ -434,6 +437,8 @@ mod tests {
         ] {
             assert!(parse(args).is_err(), "{args:?} should be refused");
         }
+        let negative = parse(&["--shards", "-1"]).unwrap_err().to_string();
+        assert!(negative.contains("-1 is not in 1..=1024"), "{negative}");
     }
 
     #[test]
