@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let journal_config = JournalConfig {
         compact_after_bytes: u64::MAX,
-        salvage: false,
+        ..JournalConfig::default()
     };
 
     // As the server writes it: zeros ahead of the appends, which recovery cuts.

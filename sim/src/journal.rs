@@ -77,6 +77,7 @@ impl SimJournal {
                 n => n,
             },
             salvage: false,
+            salt: 0,
         };
         let opened = Journal::open(MemStorage::new(), config.clone())?;
         Ok(SimJournal {
@@ -175,6 +176,8 @@ impl SimJournal {
         let placeholder = Journal::open(MemStorage::new(), self.config.clone())?.journal;
         let mut storage = std::mem::replace(&mut self.journal, placeholder).into_storage();
         storage.crash(&mut Crash(choices));
+        // A new process: its own salt, as the server draws one per start.
+        self.config.salt = self.config.salt.wrapping_add(1);
         let opened = Journal::open(storage, self.config.clone())?;
         self.journal = opened.journal;
         self.staged = 0;

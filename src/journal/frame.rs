@@ -3,16 +3,24 @@
 //! A journal file is a header followed by frames:
 //!
 //! ```text
-//! header: magic "TOURJRNL" | version u32 | generation u64 | base_len u64 | crc32c u32
+//! header: magic "TOURJRNL" | version u32 | generation u64 | base_len u64 | salt u64 | crc32c u32
 //! frame:  len u32 | crc32c(seal ++ len bytes ++ payload) u32 | payload (len bytes)
 //! ```
 //!
-//! The seal is the file's generation (u64): a frame checks out only in the
-//! file it was written for. Past a file's synced end a crash can expose
+//! The seal is the file's generation and salt: a frame checks out only in
+//! the file it was written for. Past a file's synced end a crash can expose
 //! blocks that held another file (on filesystems that do not zero newly
 //! allocated blocks before their data is written), and a frame read there
-//! must fail its checksum, not be replayed. Files of format 1 have no seal;
-//! recovery still reads them, and moves their records to a fresh file.
+//! must fail its checksum, not be replayed. The generation alone would not
+//! do: every new journal starts at generation 1, and a switch that failed
+//! is tried again at the same generation. So each file gets its own salt,
+//! drawn from the journal's (random per process) salt, the generation and
+//! the count of switches tried.
+//!
+//! Format 1 had neither salt nor seal (its header is 32 bytes, without the
+//! salt). Recovery still reads it, and the journal appends to such a file
+//! in its own format: only its next compaction writes format 2, so an
+//! earlier build can still start on the directory until then.
 //!
 //! All integers are little-endian. `base_len` is the length the file had
 //! when it was synced and renamed into place: everything before it is
@@ -32,7 +40,10 @@ pub const MAGIC: [u8; 8] = *b"TOURJRNL";
 pub const FORMAT_VERSION: u32 = 2;
 /// The oldest format recovery still reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
-pub const HEADER_LEN: usize = 32;
+/// The length of this build's header.
+pub const HEADER_LEN: usize = 40;
+/// The length of format 1's header, which had no salt.
+const HEADER_LEN_V1: usize = 32;
 pub const FRAME_OVERHEAD: usize = 8;
 /// No record comes near this; a larger length field is damage.
 pub const MAX_PAYLOAD: usize = 1 << 20;
@@ -62,9 +73,12 @@ impl Seal {
     /// Format 1's frames, which had no seal.
     pub const NONE: Seal = Seal(0);
 
-    /// The seal of the frames of generation `generation`'s file.
-    pub fn of_generation(generation: u64) -> Seal {
-        Seal(crc32c::crc32c(&generation.to_le_bytes()))
+    /// The seal of the frames of the file of `generation` and `salt`.
+    pub fn new(generation: u64, salt: u64) -> Seal {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&generation.to_le_bytes());
+        bytes[8..].copy_from_slice(&salt.to_le_bytes());
+        Seal(crc32c::crc32c(&bytes))
     }
 
     /// The seal of the frames of the file with `header`.
@@ -72,7 +86,7 @@ impl Seal {
         if header.version == 1 {
             Seal::NONE
         } else {
-            Seal::of_generation(header.generation)
+            Seal::new(header.generation, header.salt)
         }
     }
 
@@ -92,6 +106,19 @@ pub struct Header {
     pub version: u32,
     pub generation: u64,
     pub base_len: u64,
+    /// 0 in format 1, which had none.
+    pub salt: u64,
+}
+
+impl Header {
+    /// Where the first frame starts.
+    pub fn frames_start(&self) -> usize {
+        if self.version == 1 {
+            HEADER_LEN_V1
+        } else {
+            HEADER_LEN
+        }
+    }
 }
 
 /// Why the bytes at some offset are not a frame.
@@ -120,33 +147,49 @@ pub enum HeaderError {
     Version(u32),
 }
 
-pub fn encode_header(generation: u64, base_len: u64) -> [u8; HEADER_LEN] {
+pub fn encode_header(generation: u64, base_len: u64, salt: u64) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(&MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     h[12..20].copy_from_slice(&generation.to_le_bytes());
     h[20..28].copy_from_slice(&base_len.to_le_bytes());
-    let crc = crc32c::crc32c(&h[..28]);
-    h[28..].copy_from_slice(&crc.to_le_bytes());
+    h[28..36].copy_from_slice(&salt.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..36]);
+    h[36..].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
+/// The header at the start of `bytes`. Its checksum decides its length:
+/// format 1's 32 bytes or the 40 of every later format.
 pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
-    let h = bytes.get(..HEADER_LEN).ok_or(HeaderError::Truncated)?;
-    if h[..8] != MAGIC {
+    let magic = bytes.get(..8).ok_or(HeaderError::Truncated)?;
+    if magic != MAGIC {
         return Err(HeaderError::BadMagic);
     }
-    if crc32c::crc32c(&h[..28]) != le_u32(&h[28..32]) {
+    let checks_out = |len: usize| {
+        bytes
+            .get(..len)
+            .is_some_and(|h| crc32c::crc32c(&h[..len - 4]) == le_u32(&h[len - 4..]))
+    };
+    let h = if checks_out(HEADER_LEN) {
+        &bytes[..HEADER_LEN]
+    } else if checks_out(HEADER_LEN_V1) {
+        &bytes[..HEADER_LEN_V1]
+    } else if bytes.len() < HEADER_LEN_V1 {
+        return Err(HeaderError::Truncated);
+    } else {
         return Err(HeaderError::Checksum);
-    }
+    };
     let version = le_u32(&h[8..12]);
-    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
+    let layout_fits = (version == 1) == (h.len() == HEADER_LEN_V1);
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) || !layout_fits {
         return Err(HeaderError::Version(version));
     }
     Ok(Header {
         version,
         generation: le_u64(&h[12..20]),
         base_len: le_u64(&h[20..28]),
+        salt: if version == 1 { 0 } else { le_u64(&h[28..36]) },
     })
 }
 

@@ -21,7 +21,7 @@
 
 use crate::core::record::Record;
 use crate::journal::error::JournalError;
-use crate::journal::frame::{self, Seal, FORMAT_VERSION, HEADER_LEN};
+use crate::journal::frame::{self, Entry, Seal, HEADER_LEN};
 use crate::journal::recovery::{self, RecoveryReport};
 use crate::journal::storage::{Storage, StorageError};
 use std::collections::VecDeque;
@@ -34,6 +34,10 @@ pub struct JournalConfig {
     pub compact_after_bytes: u64,
     /// Skip damaged records at recovery instead of refusing to start.
     pub salvage: bool,
+    /// Mixed into the salt of every file this journal writes (see
+    /// [`frame`]): give each process its own (the server draws it at
+    /// random), so that frames of another run's files never check out.
+    pub salt: u64,
 }
 
 impl Default for JournalConfig {
@@ -41,6 +45,7 @@ impl Default for JournalConfig {
         JournalConfig {
             compact_after_bytes: 64 << 20,
             salvage: false,
+            salt: 0,
         }
     }
 }
@@ -99,6 +104,11 @@ pub struct Journal<S: Storage> {
     config: JournalConfig,
     file: String,
     generation: u64,
+    /// What the current file's frames are sealed with.
+    seal: Seal,
+    /// Switches tried, for the salt of the next file: one that failed is
+    /// tried again at the same generation, under another salt.
+    switches_tried: u64,
     /// Length of the current file; all of it is synced while `trusted`.
     len: u64,
     base_len: u64,
@@ -141,6 +151,8 @@ impl<S: Storage> Journal<S> {
             config,
             file: String::new(),
             generation: 0,
+            seal: Seal::NONE,
+            switches_tried: 0,
             len: 0,
             base_len: 0,
             trusted: false,
@@ -226,16 +238,18 @@ impl<S: Storage> Journal<S> {
             .map_err(JournalError::storage("sync", "the journal directory"))?;
         self.file = name.clone();
         self.generation = generation;
+        // A file of an older format is appended to in its own format.
+        self.seal = Seal::of(&scan.header);
         self.len = scan.valid_len;
         self.base_len = scan.header.base_len;
         self.trusted = true;
-        if !scan.skipped.is_empty() || scan.header.version < FORMAT_VERSION {
-            // Start the next run from a clean file, not from one that needs
-            // salvage, and in this build's format.
+        if !scan.skipped.is_empty() {
+            // Start the next run from a clean file, not from one that needs salvage.
             self.switch(&scan.records, &[])?;
         }
         let report = RecoveryReport {
             file: Some(name),
+            format: Some(scan.header.version),
             torn_bytes,
             zeros_cut: bytes.len() as u64 - scan.valid_len - torn_bytes,
             torn_at: (torn_bytes > 0).then_some(scan.valid_len),
@@ -253,7 +267,7 @@ impl<S: Storage> Journal<S> {
             return;
         }
         let before = self.staged.len();
-        let seal = self.seal();
+        let seal = self.seal;
         if self.staged.is_empty() {
             frame::push_synced(&mut self.staged, seal, self.len);
         }
@@ -405,17 +419,13 @@ impl<S: Storage> Journal<S> {
         result
     }
 
-    /// The seal of the current file's frames (always of this build's format:
-    /// recovery moves an older file's records to a fresh file).
-    fn seal(&self) -> Seal {
-        Seal::of_generation(self.generation)
-    }
-
     /// Writes generation + 1 with `records` and then the `carried` records
     /// of the current file, and makes it current.
     fn switch(&mut self, records: &[Record], carried: &[Written]) -> Result<(), JournalError> {
         let generation = self.generation + 1;
-        let seal = Seal::of_generation(generation);
+        let salt = file_salt(self.config.salt, generation, self.switches_tried);
+        self.switches_tried += 1;
+        let seal = Seal::new(generation, salt);
         let mut frames = Vec::new();
         for record in records {
             frame::push_record(&mut frames, seal, record)?;
@@ -427,27 +437,12 @@ impl<S: Storage> Journal<S> {
                 .read(&self.file)
                 .map_err(JournalError::storage("read", &self.file))?;
             for w in carried {
-                let start = (HEADER_LEN + frames.len()) as u64;
-                let bytes = old.get(w.start as usize..w.end as usize).ok_or_else(|| {
-                    JournalError::Corrupt {
-                        file: self.file.clone(),
-                        offset: w.start,
-                        reason: "a record written by this process is no longer there".into(),
-                    }
-                })?;
-                frames.extend_from_slice(bytes);
-                frame::reseal(&mut frames[start as usize - HEADER_LEN..], seal);
-                let end = (HEADER_LEN + frames.len()) as u64;
-                reindexed.push(Written {
-                    seq: w.seq,
-                    start,
-                    end,
-                });
+                reindexed.push(self.carry(&old, w, seal, &mut frames)?);
             }
         }
         let base_len = (HEADER_LEN + frames.len()) as u64;
         let mut bytes = Vec::with_capacity(base_len as usize);
-        bytes.extend_from_slice(&frame::encode_header(generation, base_len));
+        bytes.extend_from_slice(&frame::encode_header(generation, base_len, salt));
         bytes.extend_from_slice(&frames);
         let tmp = recovery::tmp_name(generation);
         let name = recovery::log_name(generation);
@@ -458,6 +453,7 @@ impl<S: Storage> Journal<S> {
         // From here recovery may pick the new file: never write the old one again.
         let old = std::mem::replace(&mut self.file, name);
         self.generation = generation;
+        self.seal = seal;
         self.len = base_len;
         self.base_len = base_len;
         self.written = reindexed.into();
@@ -474,6 +470,38 @@ impl<S: Storage> Journal<S> {
             let _ = self.storage.remove(&old);
         }
         Ok(())
+    }
+
+    /// Appends the frame of `w`, read from `old` (the current file's
+    /// bytes), to `frames`, sealed with `seal`; where it lies in the new
+    /// file. A frame that no longer checks out under its own seal is damage
+    /// to report, not to seal anew.
+    fn carry(
+        &self,
+        old: &[u8],
+        w: &Written,
+        seal: Seal,
+        frames: &mut Vec<u8>,
+    ) -> Result<Written, JournalError> {
+        let intact = matches!(
+            frame::read_frame(old, w.start as usize, self.seal),
+            Ok((Entry::Record(_), next)) if next as u64 == w.end
+        );
+        if !intact {
+            return Err(JournalError::Corrupt {
+                file: self.file.clone(),
+                offset: w.start,
+                reason: "a record written by this process no longer checks out".into(),
+            });
+        }
+        let start = HEADER_LEN + frames.len();
+        frames.extend_from_slice(&old[w.start as usize..w.end as usize]);
+        frame::reseal(&mut frames[start - HEADER_LEN..], seal);
+        Ok(Written {
+            seq: w.seq,
+            start: start as u64,
+            end: (HEADER_LEN + frames.len()) as u64,
+        })
     }
 
     /// Writes `bytes` to `tmp`, syncs it and renames it to `name`.
@@ -514,4 +542,14 @@ impl<S: Storage> Journal<S> {
     pub fn into_storage(self) -> S {
         self.storage
     }
+}
+
+/// The salt of the file of `generation` written at the `tried`-th switch of
+/// a journal whose own salt is `salt`, mixed by splitmix64's finalizer so
+/// that nearby inputs give unrelated salts.
+fn file_salt(salt: u64, generation: u64, tried: u64) -> u64 {
+    let mut x = salt ^ generation.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ tried.rotate_left(32);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }

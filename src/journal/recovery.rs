@@ -57,6 +57,9 @@ pub struct RecoveryReport {
     /// The file the records came from; `None` when the directory held no
     /// journal and a new one was started.
     pub file: Option<String>,
+    /// The format of that file (see [`frame`]); it is appended to in that
+    /// format until the next compaction writes this build's.
+    pub format: Option<u32>,
     /// Records recovered.
     pub records: usize,
     /// Bytes of torn tail dropped and truncated away, counted up to the
@@ -109,7 +112,7 @@ pub fn scan(file: &str, bytes: &[u8], salvage: bool) -> Result<Scan, JournalErro
         skipped: Vec::new(),
     };
     let seal = Seal::of(&header);
-    let mut offset = frame::HEADER_LEN;
+    let mut offset = header.frames_start();
     while offset < bytes.len() {
         let error = match frame::read_frame(bytes, offset, seal) {
             Ok((entry, next)) => {
@@ -121,7 +124,7 @@ pub fn scan(file: &str, bytes: &[u8], salvage: bool) -> Result<Scan, JournalErro
             }
             Err(error) => error,
         };
-        if !is_damage(bytes, offset, &header, &error) {
+        if !is_damage(bytes, offset, &header, seal, &error) {
             scan.valid_len = offset as u64;
             break;
         }
@@ -149,10 +152,10 @@ pub fn scan(file: &str, bytes: &[u8], salvage: bool) -> Result<Scan, JournalErro
 
 /// A bad frame is damage, not a torn tail, when its bytes had been synced,
 /// or when it is whole (its checksum holds) but unreadable.
-fn is_damage(bytes: &[u8], offset: usize, header: &Header, error: &FrameError) -> bool {
+fn is_damage(bytes: &[u8], offset: usize, header: &Header, seal: Seal, error: &FrameError) -> bool {
     matches!(error, FrameError::Undecodable(_))
         || (offset as u64) < header.base_len
-        || synced_beyond(bytes, offset, Seal::of(header))
+        || synced_beyond(bytes, offset, seal)
 }
 
 fn describe(offset: usize, header: &Header, error: &FrameError) -> String {
@@ -225,7 +228,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn seal() -> Seal {
-        Seal::of_generation(1)
+        Seal::new(1, 7)
     }
 
     /// A record frame whose payload is 256 bytes long: its first byte (the

@@ -74,6 +74,7 @@ fn config() -> JournalConfig {
     JournalConfig {
         compact_after_bytes: 1 << 20,
         salvage: false,
+        salt: 7,
     }
 }
 
@@ -121,7 +122,7 @@ pub(crate) fn record_offsets(bytes: &[u8]) -> Vec<usize> {
 
 /// The seal of the frames tested alone.
 fn seal() -> Seal {
-    Seal::of_generation(1)
+    Seal::new(1, 7)
 }
 
 #[test]
@@ -170,10 +171,13 @@ fn a_frame_checks_its_length_and_checksum() {
 
 #[test]
 fn the_header_carries_magic_version_and_checksum() {
-    let header = frame::encode_header(7, 1234);
+    let header = frame::encode_header(7, 1234, 99);
     let decoded = frame::decode_header(&header).unwrap();
     assert_eq!((decoded.generation, decoded.base_len), (7, 1234));
+    assert_eq!((decoded.salt, decoded.frames_start()), (99, HEADER_LEN));
     assert_eq!(decoded.version, frame::FORMAT_VERSION);
+    let v1 = frame::decode_header(&header_of_version(1)).unwrap();
+    assert_eq!((v1.version, v1.salt, v1.frames_start()), (1, 0, 32));
 
     let mut bad = header;
     bad[0] = b'X';
@@ -193,12 +197,18 @@ fn the_header_carries_magic_version_and_checksum() {
     );
 }
 
-/// A header of format `version`, for generation 1, with its checksum.
-fn header_of_version(version: u32) -> [u8; HEADER_LEN] {
-    let mut header = frame::encode_header(1, HEADER_LEN as u64);
+/// A header of format `version`, for generation 1, with its checksum:
+/// format 1's 32 bytes (no salt), or the 40 bytes of later formats.
+fn header_of_version(version: u32) -> Vec<u8> {
+    let mut header = frame::encode_header(1, HEADER_LEN as u64, 7).to_vec();
+    if version == 1 {
+        header.truncate(32);
+        header[20..28].copy_from_slice(&32u64.to_le_bytes());
+    }
+    let len = header.len();
     header[8..12].copy_from_slice(&version.to_le_bytes());
-    let crc = crc32c::crc32c(&header[..28]);
-    header[28..].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..len - 4]);
+    header[len - 4..].copy_from_slice(&crc.to_le_bytes());
     header
 }
 
@@ -223,23 +233,23 @@ fn a_future_format_version_is_refused_by_name() {
 #[test]
 fn a_frame_checks_out_only_under_its_own_seal() {
     let mut bytes = Vec::new();
-    frame::push_record(&mut bytes, Seal::of_generation(1), &booking(1)).unwrap();
-    for other in [Seal::of_generation(2), Seal::NONE] {
+    frame::push_record(&mut bytes, Seal::new(1, 7), &booking(1)).unwrap();
+    for other in [Seal::new(2, 7), Seal::new(1, 8), Seal::NONE] {
         assert_eq!(
             frame::read_frame(&bytes, 0, other).unwrap_err(),
             FrameError::Checksum
         );
     }
-    frame::reseal(&mut bytes, Seal::of_generation(2));
-    let (entry, _) = frame::read_frame(&bytes, 0, Seal::of_generation(2)).unwrap();
+    frame::reseal(&mut bytes, Seal::new(2, 7));
+    let (entry, _) = frame::read_frame(&bytes, 0, Seal::new(2, 7)).unwrap();
     assert_eq!(entry, Entry::Record(booking(1)));
 }
 
-#[test]
-fn a_file_of_format_one_is_read_and_its_records_moved_to_a_fresh_file() {
+/// A synced file of format 1 holding records 1..=3.
+fn disk_of_format_one() -> MemStorage {
     let name = log_name(1);
-    let mut file = header_of_version(1).to_vec();
-    frame::push_synced(&mut file, Seal::NONE, HEADER_LEN as u64);
+    let mut file = header_of_version(1);
+    frame::push_synced(&mut file, Seal::NONE, 32);
     for n in 1..=3 {
         frame::push_record(&mut file, Seal::NONE, &record(n)).unwrap();
     }
@@ -248,19 +258,39 @@ fn a_file_of_format_one_is_read_and_its_records_moved_to_a_fresh_file() {
     storage.append(&name, &file).unwrap();
     storage.sync(&name).unwrap();
     storage.sync_dir().unwrap();
+    storage
+}
 
-    let mut opened = open(storage);
+#[test]
+fn a_file_of_format_one_is_appended_to_as_it_is_until_its_compaction() {
+    let mut opened = open(disk_of_format_one());
     assert_eq!(opened.records, records(1..=3));
-    assert_eq!(opened.journal.file(), log_name(2));
-    let fresh = opened.journal.storage().contents(&log_name(2)).unwrap();
+    assert_eq!(opened.report.format, Some(1));
+    assert_eq!(opened.journal.file(), log_name(1));
+    commit(&mut opened.journal, 4..=4);
+    // Still format 1, readable by the build that wrote it.
+    let again = reopen(opened.journal, &mut LoseUnsynced);
+    assert_eq!(again.records, records(1..=4));
+    assert_eq!(again.report.format, Some(1));
+    // A compaction carries what the snapshot does not cover into format 2.
+    let mut journal = again.journal;
+    commit(&mut journal, 5..=5);
+    let state = state_of(records(1..=4));
+    journal
+        .install_snapshot(4, &state, journal.failures_reported())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fresh = journal.storage().contents(&log_name(2)).unwrap();
     assert_eq!(
         frame::decode_header(fresh).unwrap().version,
         frame::FORMAT_VERSION
     );
-    commit(&mut opened.journal, 4..=4);
-    let again = reopen(opened.journal, &mut LoseUnsynced);
-    assert_eq!(again.records, records(1..=4));
-    assert_eq!(again.journal.storage().list().unwrap(), vec![log_name(2)]);
+    commit(&mut journal, 6..=6);
+    let last = reopen(journal, &mut LoseUnsynced);
+    assert_eq!(last.report.format, Some(frame::FORMAT_VERSION));
+    assert_eq!(last.journal.storage().list().unwrap(), vec![log_name(2)]);
+    let mut expected = state;
+    expected.extend(records(5..=6));
+    assert_eq!(last.records, expected);
 }
 
 // ----- appending and recovering -----------------------------------------------
@@ -514,6 +544,47 @@ fn frames_of_another_generation_past_the_synced_end_are_not_replayed() {
     expected.push(record(4));
     assert_eq!(reopened.records, expected);
     assert_eq!(reopened.report.torn_bytes, stale.len() as u64);
+}
+
+/// Every new journal starts at generation 1: the salt tells its file from
+/// the generation-1 file of another run whose blocks a crash exposes.
+#[test]
+fn frames_of_another_run_s_file_of_the_same_generation_are_not_replayed() {
+    let run = |salt: u64| {
+        Journal::open(MemStorage::new(), JournalConfig { salt, ..config() })
+            .unwrap()
+            .journal
+    };
+    let mut earlier = run(1);
+    commit(&mut earlier, 1..=3);
+    let stale = earlier.storage().contents(&log_name(1)).unwrap()[HEADER_LEN..].to_vec();
+    let mut journal = run(2);
+    commit(&mut journal, 10..=10);
+    journal.storage_mut().append(&log_name(1), &stale).unwrap();
+
+    let reopened = reopen(journal, &mut KeepUnsynced);
+    assert_eq!(reopened.records, records(10..=10));
+    assert_eq!(reopened.report.torn_bytes, stale.len() as u64);
+}
+
+/// A record carried into the next file is checked under its old seal
+/// first: damage found there is reported, not sealed anew.
+#[test]
+fn a_carried_record_that_no_longer_checks_out_fails_the_switch() {
+    let mut journal = open(MemStorage::new()).journal;
+    commit(&mut journal, 1..=4);
+    let offsets = record_offsets(journal.storage().contents(&log_name(1)).unwrap());
+    journal
+        .storage_mut()
+        .flip_byte(&log_name(1), offsets[3] + 10);
+    let err = journal
+        .install_snapshot(3, &state_of(records(1..=3)), journal.failures_reported())
+        .unwrap_err();
+    assert!(
+        matches!(&err, JournalError::Corrupt { offset, .. } if *offset == offsets[3] as u64),
+        "{err}"
+    );
+    assert_eq!(journal.storage().list().unwrap(), vec![log_name(1)]);
 }
 
 #[test]
@@ -792,7 +863,7 @@ fn compaction_is_asked_for_past_the_threshold() {
         storage,
         JournalConfig {
             compact_after_bytes: 2_000,
-            salvage: false,
+            ..config()
         },
     )
     .unwrap()

@@ -152,6 +152,9 @@ impl DurableJournal {
         let config = JournalConfig {
             compact_after_bytes: options.compact_after_bytes,
             salvage: options.salvage,
+            // Each process its own, so that no file of another run's
+            // journal shares a seal with this one's.
+            salt: rand::random(),
         };
         let opened = Journal::open(storage, config)?;
         let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));

@@ -34,6 +34,7 @@ pub mod trace;
 
 use crate::core::{Dispatcher, Record, RestoreError};
 use crate::embedded::{AvailabilityConfig, Roster, RosterError, RulesConfig};
+use crate::journal::frame::FORMAT_VERSION;
 use crate::journal::{JournalError, RecoveryReport};
 use crate::server::clock::Clock;
 use crate::server::data_dir::SecretError;
@@ -305,6 +306,13 @@ fn log_recovery(dir: &std::path::Path, report: &RecoveryReport) {
         zeros_cut = report.zeros_cut,
         "journal recovered"
     );
+    if let Some(format) = report.format.filter(|&f| f < FORMAT_VERSION) {
+        tracing::info!(
+            format,
+            "the journal file is of an older format: it is appended to as it is, and its next \
+             compaction writes format {FORMAT_VERSION}, which builds before this one cannot read"
+        );
+    }
     if report.torn_bytes > 0 {
         tracing::warn!(
             torn_bytes = report.torn_bytes,

@@ -21,6 +21,7 @@ use tour_dispatcher::journal::recovery::log_name;
 use tour_dispatcher::journal::{Journal, JournalConfig, MemStorage, Storage};
 
 const GENERATION: u64 = 1;
+const SALT: u64 = 7;
 /// When the core restores: 2027-03-01T00:00:00Z.
 const NOW: Timestamp = Timestamp(1_803_945_600_000);
 
@@ -44,7 +45,7 @@ pub fn framed(data: &[u8]) -> Vec<u8> {
         [a, b, rest @ ..] => (u64::from(u16::from_le_bytes([*a, *b])), rest),
         _ => (0, data),
     };
-    let mut file = frame::encode_header(GENERATION, HEADER_LEN as u64 + base).to_vec();
+    let mut file = frame::encode_header(GENERATION, HEADER_LEN as u64 + base, SALT).to_vec();
     while let Some((&len, tail)) = rest.split_first() {
         let len = usize::from(len);
         if len == 0 || tail.len() < len {
@@ -59,13 +60,13 @@ pub fn framed(data: &[u8]) -> Vec<u8> {
 }
 
 /// Appends `payload` in a frame whose length and checksum (sealed for
-/// [`GENERATION`]) are right.
+/// [`GENERATION`] and [`SALT`]) are right.
 fn push_frame(file: &mut Vec<u8>, payload: &[u8]) {
     let start = file.len();
     file.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     file.extend_from_slice(&[0; FRAME_OVERHEAD - 4]);
     file.extend_from_slice(payload);
-    frame::reseal(&mut file[start..], Seal::of_generation(GENERATION));
+    frame::reseal(&mut file[start..], Seal::new(GENERATION, SALT));
 }
 
 fn recover(file: &[u8], salvage: bool) {
@@ -114,10 +115,10 @@ fn disk_with(name: &str, file: &[u8]) -> MemStorage {
 /// The records of the frames from the header on, up to the first bad one.
 fn valid_prefix(file: &[u8]) -> Vec<Record> {
     let mut records = Vec::new();
-    let Ok(seal) = Seal::of_file(file) else {
+    let Ok(header) = frame::decode_header(file) else {
         return records;
     };
-    let mut offset = HEADER_LEN;
+    let (seal, mut offset) = (Seal::of(&header), header.frames_start());
     while let Ok((entry, next)) = frame::read_frame(file, offset, seal) {
         if let Entry::Record(r) = entry {
             records.push(r);
@@ -129,11 +130,12 @@ fn valid_prefix(file: &[u8]) -> Vec<Record> {
 
 /// Every record held in a well-checked frame at any offset.
 fn framed_records(file: &[u8]) -> Vec<Record> {
-    let Ok(seal) = Seal::of_file(file) else {
+    let Ok(header) = frame::decode_header(file) else {
         return Vec::new();
     };
+    let seal = Seal::of(&header);
     let last = file.len().saturating_sub(FRAME_OVERHEAD);
-    (HEADER_LEN..last)
+    (header.frames_start()..last)
         .filter_map(|at| match frame::read_frame(file, at, seal) {
             Ok((Entry::Record(r), _)) => Some(r),
             _ => None,
@@ -180,6 +182,22 @@ mod tests {
         )
         .expect("a well-framed journal opens");
         assert_eq!(opened.records, expected);
+    }
+
+    /// The raw seed of format 2 in the corpus is a whole journal file:
+    /// a header with its salt, a synced mark and one record.
+    #[test]
+    fn the_raw_seed_of_format_two_recovers_its_record() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/corpus/journal/valid-raw-v2"
+        );
+        let seed = std::fs::read(path).expect("the seed is in the corpus");
+        let file = &seed[1..];
+        let header = frame::decode_header(file).expect("a format-2 header");
+        assert_eq!(header.version, frame::FORMAT_VERSION);
+        assert_eq!(valid_prefix(file), vec![Record::Sequence { next: 5 }]);
+        run(&seed);
     }
 
     #[test]
