@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -69,7 +69,8 @@ pub struct JournalOptions {
     pub metrics: Option<JournalMetrics>,
     /// Appends queued for the writer. Should exceed the core's bound on
     /// writes in flight (`max_attempts` + `max_pending_cancels`): an append
-    /// that finds the queue full fails, like a failed write.
+    /// that finds the queue full fails, like a failed write. A bound, not
+    /// an allocation: memory is taken as appends wait.
     pub queue_capacity: usize,
 }
 
@@ -115,7 +116,13 @@ pub struct SnapshotPoint {
 /// The durable journal of a running server: the directory lock and the
 /// writer thread.
 pub struct DurableJournal {
-    sender: SyncSender<Message>,
+    /// Unbounded underneath, so that memory is paid as appends wait rather
+    /// than for every one the bound allows at start; `queued` bounds them.
+    sender: Sender<Message>,
+    /// Appends sent and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
+    /// The most appends that may wait (`JournalOptions::queue_capacity`).
+    capacity: usize,
     /// The first append that found the queue full (0: none); the writer
     /// fails it and everything after it.
     lost_from: Arc<AtomicU64>,
@@ -157,7 +164,8 @@ impl DurableJournal {
             salt: rand::random(),
         };
         let opened = Journal::open(storage, config)?;
-        let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));
+        let (sender, receiver) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let lost_from = Arc::new(AtomicU64::new(0));
         let stats = Arc::new(Mutex::new(opened.journal.stats().clone()));
         if let Some(metrics) = &options.metrics {
@@ -167,6 +175,7 @@ impl DurableJournal {
             metrics: options.metrics,
             journal: opened.journal,
             receiver,
+            queued: Arc::clone(&queued),
             events,
             lost_from: Arc::clone(&lost_from),
             stats: Arc::clone(&stats),
@@ -184,6 +193,8 @@ impl DurableJournal {
             .map_err(|e| JournalError::Writer(e.to_string()))?;
         let journal = DurableJournal {
             sender,
+            queued,
+            capacity: options.queue_capacity.max(1),
             lost_from,
             stats,
             writer: Some(handle),
@@ -195,21 +206,21 @@ impl DurableJournal {
     /// Queues a record; never waits. If the queue is full the record (and
     /// every later one, until a snapshot is installed) fails.
     pub fn append(&self, seq: u64, record: Record) {
-        match self.sender.try_send(Message::Append { seq, record }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                // Keep the first: the writer fails everything from it on.
-                let _ =
-                    self.lost_from
-                        .compare_exchange(0, seq, Ordering::AcqRel, Ordering::Acquire);
-            }
-            // The writer only stops when this is dropped.
-            Err(TrySendError::Disconnected(_)) => {}
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            // Keep the first: the writer fails everything from it on.
+            let _ = self
+                .lost_from
+                .compare_exchange(0, seq, Ordering::AcqRel, Ordering::Acquire);
+            return;
         }
+        // The writer only stops when this is dropped.
+        let _ = self.sender.send(Message::Append { seq, record });
     }
 
     /// Starts a fresh file from the core's `snapshot()`, taken `at` (see
-    /// [`Journal::install_snapshot`]). Waits only for room in the queue.
+    /// [`Journal::install_snapshot`]). Never waits: only appends count
+    /// against the queue's bound.
     pub fn install_snapshot(&self, at: SnapshotPoint, snapshot: Vec<Record>) {
         let _ = self.sender.send(Message::Install { at, snapshot });
     }
@@ -248,6 +259,8 @@ impl Drop for DurableJournal {
 struct Writer<S: Storage> {
     journal: Journal<S>,
     receiver: Receiver<Message>,
+    /// Appends sent and not yet taken (see [`DurableJournal::append`]).
+    queued: Arc<AtomicUsize>,
     events: Box<dyn Fn(JournalEvent) + Send>,
     lost_from: Arc<AtomicU64>,
     stats: Arc<Mutex<JournalStats>>,
@@ -328,6 +341,7 @@ impl<S: Storage> Writer<S> {
     fn handle(&mut self, message: Message) -> bool {
         match message {
             Message::Append { seq, record } => {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
                 self.note_lost(seq);
                 self.journal.append(seq, &record);
                 self.staged += 1;
