@@ -110,7 +110,7 @@ async fn another_payload_with_the_key_is_refused_and_leaves_it_as_it_was() {
 
 #[tokio::test]
 async fn a_key_past_its_ttl_leaves_the_gauge_on_an_idle_server() {
-    let server = TestServer::start(&["--idempotency-ttl-s", "1"]).await;
+    let server = TestServer::start(&["--idempotency-ttl-s", "2"]).await;
     let client = server.client();
     let gauge = "tour_dispatcher_idempotency_keys";
     let booked = client
@@ -118,7 +118,7 @@ async fn a_key_past_its_ttl_leaves_the_gauge_on_an_idle_server() {
         .await;
     assert_eq!(booked.status, 201, "{booked:?}");
     assert_eq!(client.metric(gauge).await, 1.0);
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
     // Only metrics are read meanwhile: the key is gone all the same.
     assert_eq!(client.metric(gauge).await, 0.0);
     assert_eq!(
@@ -279,7 +279,8 @@ async fn a_burst_of_distinct_requests_never_double_books() {
     let tasks = (0..40)
         .map(|i| {
             let body = request(&format!("cust-{i}"), "94107", 2, 9.0, 11.0);
-            tokio::spawn(async move { client.dispatch(&body).await })
+            let timeout = [("x-request-timeout-ms", "10000")];
+            tokio::spawn(async move { client.dispatch_with(&body, &timeout).await })
         })
         .collect();
     let replies = join_all(tasks).await;
@@ -440,7 +441,8 @@ async fn past_max_attempts_a_request_is_503_with_the_configured_retry_after() {
         .enumerate()
         .map(|(i, zipcode)| {
             let (client, body) = (client, request(&format!("c{i}"), zipcode, 1, 9.0, 12.0));
-            tokio::spawn(async move { client.dispatch(&body).await })
+            let timeout = [("x-request-timeout-ms", "10000")];
+            tokio::spawn(async move { client.dispatch_with(&body, &timeout).await })
         })
         .collect();
     let mut replies = join_all(tasks).await;

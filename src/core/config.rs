@@ -80,7 +80,9 @@ pub enum ConfigError {
         min: u64,
         max: u64,
     },
-    #[error("retention ({retention_days} days) must be at least the idempotency TTL ({ttl_s} s)")]
+    #[error(
+        "retention ({retention_days} day(s)) must be at least the idempotency TTL ({ttl_s} s)"
+    )]
     RetentionShorterThanTtl { retention_days: u32, ttl_s: u64 },
 }
 

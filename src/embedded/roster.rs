@@ -151,7 +151,7 @@ impl Roster {
             .agents
             .into_iter()
             .enumerate()
-            .map(|(index, value)| agent_from_json(index, value))
+            .map(|(index, agent)| agent_from_json(index, agent, text))
             .collect::<Result<Vec<_>, _>>()?;
         Roster::from_agents(agents)
     }
@@ -275,12 +275,17 @@ fn demo_agent(
     }
 }
 
-fn agent_from_json(index: usize, text: &serde_json::value::RawValue) -> Result<Agent, RosterError> {
+/// Agent `index`, whose text `agent` lies inside the roster file's `file`.
+fn agent_from_json(
+    index: usize,
+    agent: &serde_json::value::RawValue,
+    file: &str,
+) -> Result<Agent, RosterError> {
     let shape = |e: serde_json::Error| RosterError::Shape {
         index,
-        message: e.to_string(),
+        message: at_file_position(&e, agent.get(), file),
     };
-    let file: AgentFile = serde_json::from_str(text.get()).map_err(shape)?;
+    let file: AgentFile = serde_json::from_str(agent.get()).map_err(shape)?;
     let invalid = |field: &str, problem| RosterError::Invalid {
         index,
         id: file.id.clone(),
@@ -302,6 +307,26 @@ fn agent_from_json(index: usize, text: &serde_json::value::RawValue) -> Result<A
 }
 
 /// `HH:MM` with two digits each, from 00:00 to 24:00, as minutes.
+/// `error`'s message, found parsing `part` (a slice of `file`), with its
+/// line and column counted in `file`.
+fn at_file_position(error: &serde_json::Error, part: &str, file: &str) -> String {
+    let message = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    let Some(bare) = message.strip_suffix(&suffix) else {
+        return message;
+    };
+    let offset = (part.as_ptr() as usize).saturating_sub(file.as_ptr() as usize);
+    let before = file.get(..offset).unwrap_or_default();
+    let base_line = before.matches('\n').count();
+    let base_column = before.len() - before.rfind('\n').map_or(0, |at| at + 1);
+    let line = base_line + error.line();
+    let column = match error.line() {
+        1 => base_column + error.column(),
+        _ => error.column(),
+    };
+    format!("{bare} at line {line} column {column}")
+}
+
 fn parse_hhmm(text: &str) -> Option<u32> {
     let bytes = text.as_bytes();
     let digit = |i: usize| match bytes.get(i) {
@@ -446,6 +471,28 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("agents[2]"), "{err}");
+    }
+
+    #[test]
+    fn a_shape_error_is_placed_in_the_file() {
+        let text = format!(
+            "{{\"agents\": [\n  {},\n  {{\"id\": \"b\", \"zipcodes\": [94107]}}\n]}}",
+            ok_agent("a")
+        );
+        let err = Roster::from_json(&text).unwrap_err();
+        let RosterError::Shape { index: 1, message } = &err else {
+            panic!("{err:?}")
+        };
+        // Where parsing the whole file at once puts the same error.
+        #[derive(serde::Deserialize)]
+        struct Whole {
+            #[allow(dead_code)]
+            agents: Vec<AgentFile>,
+        }
+        let whole = serde_json::from_str::<Whole>(&text).err().unwrap();
+        let at = format!("at line {} column {}", whole.line(), whole.column());
+        assert!(whole.line() > 1, "{whole}");
+        assert!(message.ends_with(&at), "{message} vs {whole}");
     }
 
     #[test]

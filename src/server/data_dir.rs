@@ -12,11 +12,21 @@ use std::path::{Path, PathBuf};
 /// Options that create a file only its owner may read or write (0600 on
 /// Unix): the secret, the journal and traces hold the key of the ids and
 /// the customers' ids.
+#[cfg_attr(not(unix), allow(unused_mut))]
 pub fn private_file() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
+}
+
+/// Creates `path` empty (or empties it) for writing, as a [`private_file`].
+pub fn create_private(path: &Path) -> io::Result<File> {
+    private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
 }
 
 /// Creates `dir` and its missing parents, those it creates open to their
@@ -51,7 +61,10 @@ pub fn load_or_create_secret(dir: &Path, may_create: bool) -> Result<Secret, Sec
         source,
     };
     match fs::read_to_string(&path) {
-        Ok(text) => parse_secret(text.trim()).ok_or(SecretError::Damaged { path: path.clone() }),
+        Ok(text) => {
+            warn_if_shared(&path);
+            parse_secret(text.trim()).ok_or(SecretError::Damaged { path: path.clone() })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => {
             let secret = random_secret();
             write_durably(&path, format_secret(&secret).as_bytes()).map_err(io_error)?;
@@ -60,6 +73,28 @@ pub fn load_or_create_secret(dir: &Path, may_create: bool) -> Result<Secret, Sec
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SecretError::Missing { path }),
         Err(e) => Err(io_error(e)),
     }
+}
+
+/// Earlier builds created the secret under the umask (often 0644), and a
+/// file's mode is the operator's to change: say so rather than change it.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format_args!("{mode:o}"),
+                    "the secret (the key of the ids and idempotency hashes) can be read by \
+                     others; `chmod 600` it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// A fresh random secret.
@@ -85,11 +120,9 @@ fn parse_secret(text: &str) -> Option<Secret> {
 fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut file = private_file()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        // One left by a crash keeps its mode when opened: start afresh.
+        let _ = fs::remove_file(&tmp);
+        let mut file = create_private(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }
@@ -145,6 +178,14 @@ mod tests {
         load_or_create_secret(&nested, true).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&nested.join(SECRET_FILE)), 0o600);
+        // A temporary file left by a crash does not lend its mode.
+        let other = dir.join("c");
+        create_private_dir_all(&other).unwrap();
+        let tmp = other.join(SECRET_FILE).with_extension("tmp");
+        fs::write(&tmp, "left over").unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+        load_or_create_secret(&other, true).unwrap();
+        assert_eq!(mode(&other.join(SECRET_FILE)), 0o600);
         assert_eq!(mode(&nested), 0o700);
         assert_eq!(mode(&dir.join("a")), 0o700);
         fs::remove_dir_all(&dir).unwrap();

@@ -806,9 +806,10 @@ mod tests {
     async fn a_read_on_an_idle_server_shows_nothing_past_retention() {
         let config = Config::default();
         let id = AssignmentId::from_seq(&config.secret, 1);
-        // A tour whose retention ends 300 ms after the rig starts.
+        // A tour whose retention ends 1.5 s after the rig starts (time for
+        // the first reads on a busy machine).
         let booked = |now: Timestamp| {
-            let end = Timestamp(now.as_millis() + 300 - config.retention_ms());
+            let end = Timestamp(now.as_millis() + 1_500 - config.retention_ms());
             let assignment = Assignment {
                 id,
                 status: AssignmentStatus::Confirmed,
@@ -844,7 +845,7 @@ mod tests {
         };
         assert!(get().await.is_some());
         assert_eq!(stats().await.reservations_active, 1);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(1_600)).await;
         // Nothing else reached the core meanwhile.
         assert_eq!(get().await, None);
         assert_eq!(stats().await.reservations_active, 0);

@@ -326,7 +326,7 @@ pub struct Submission {
 }
 
 /// The checks of a read dispatch body, in the API's order after the body
-/// size: content type (415), headers (400), JSON (400).
+/// size: content type and content coding (415), headers (400), JSON (400).
 fn check_dispatch(
     headers: &http::HeaderMap,
     body: &[u8],

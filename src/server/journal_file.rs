@@ -14,7 +14,7 @@ use crate::journal::{
     Journal, JournalConfig, JournalError, JournalStats, RecoveryReport, Settled, SnapshotReason,
     Storage, StorageError,
 };
-use crate::server::data_dir::{create_private_dir_all, private_file};
+use crate::server::data_dir::{create_private, create_private_dir_all};
 use crate::server::metrics::JournalMetrics;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -669,12 +669,7 @@ impl Storage for FileStorage {
     }
 
     fn create(&mut self, name: &str) -> Result<(), StorageError> {
-        let file = private_file()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(self.dir.join(name))
-            .map_err(storage_error)?;
+        let file = create_private(&self.dir.join(name)).map_err(storage_error)?;
         let file = OpenFile::new(file).map_err(storage_error)?;
         self.files.insert(name.to_string(), file);
         Ok(())

@@ -234,7 +234,7 @@ pub struct Settings {
 /// Flags that are fine one by one but not together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
-    #[error("--retention-days ({retention_days}) must be at least the idempotency TTL (--idempotency-ttl-s {ttl_s}, i.e. {ttl_days} days rounded up)")]
+    #[error("--retention-days ({retention_days}) must be at least the idempotency TTL (--idempotency-ttl-s {ttl_s}, i.e. {ttl_days} day(s), rounded up)")]
     RetentionShorterThanTtl {
         retention_days: u32,
         ttl_s: u64,

@@ -5,9 +5,10 @@
 //! Properties: no panic; every answer given before the core has a status
 //! API.md allows for that path and method (404 unknown path, 405 with
 //! `Allow`, and for `POST /dispatch` 413 over 16 KiB before anything else,
-//! then 415 without a JSON content type, then 400), rendered as an RFC 9457
-//! problem whose `status` is the HTTP status; a submission that passed has
-//! a well-formed key and timeout, its body's canonical JSON parses back to
+//! then 415 without a JSON content type or with a content coding other than
+//! `identity`, then 400), rendered as an RFC 9457 problem whose `status` is
+//! the HTTP status; a submission that passed has no content coding but
+//! `identity`, a well-formed key and timeout, its body's canonical JSON parses back to
 //! the same body, and validation answers a valid request or a 422 listing
 //! fields; an assignment id that parses prints back to itself.
 
@@ -18,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use std::future::Future;
 use tour_dispatcher::core::{validate, AssignmentId, Config, Response, Timestamp};
 use tour_dispatcher::server::body::parse_dispatch;
-use tour_dispatcher::server::headers::MAX_KEY_LEN;
+use tour_dispatcher::server::headers::{is_json, is_unencoded, MAX_KEY_LEN};
 use tour_dispatcher::server::http::{decode, Decoded, Submission};
 use tour_dispatcher::server::render::{render, Reply, PROBLEM_JSON};
 use tour_dispatcher::server::settings::MAX_BODY_BYTES;
@@ -55,6 +56,7 @@ enum PathPlan {
 #[derive(Arbitrary, Debug)]
 enum NamePlan {
     ContentType,
+    ContentEncoding,
     IdempotencyKey,
     Timeout,
     ContentLength,
@@ -144,7 +146,10 @@ pub fn run(data: &[u8]) {
     let path = uri.path();
     match decode(&method, path, &headers, &body, MAX_TIMEOUT_MS) {
         Decoded::Answered(reply) => check_refusal(&method, path, &headers, &body, reply),
-        Decoded::Submit(submission) => check_submission(&method, path, &body, &submission),
+        Decoded::Submit(submission) => {
+            assert!(is_unencoded(&headers), "a coding was let through");
+            check_submission(&method, path, &body, &submission)
+        }
         Decoded::Routed => check_routed(&method, path),
     }
 }
@@ -160,6 +165,8 @@ fn check_refusal(method: &Method, path: &str, headers: &HeaderMap, body: &[u8], 
             let expected = if body.len() > MAX_BODY_BYTES {
                 Some(StatusCode::PAYLOAD_TOO_LARGE)
             } else if !headers.contains_key(http::header::CONTENT_TYPE) {
+                Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            } else if is_json(headers) && !is_unencoded(headers) {
                 Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
             } else {
                 None
@@ -273,6 +280,7 @@ fn path(plan: &PathPlan) -> String {
 fn header_name(plan: &NamePlan) -> Option<HeaderName> {
     match plan {
         NamePlan::ContentType => Some(http::header::CONTENT_TYPE),
+        NamePlan::ContentEncoding => Some(http::header::CONTENT_ENCODING),
         NamePlan::IdempotencyKey => Some(HeaderName::from_static("idempotency-key")),
         NamePlan::Timeout => Some(HeaderName::from_static("x-request-timeout-ms")),
         NamePlan::ContentLength => Some(http::header::CONTENT_LENGTH),
