@@ -164,9 +164,9 @@ fn check_refusal(method: &Method, path: &str, headers: &HeaderMap, body: &[u8], 
         Some("/dispatch") if *method == Method::POST => {
             let expected = if body.len() > MAX_BODY_BYTES {
                 Some(StatusCode::PAYLOAD_TOO_LARGE)
-            } else if !headers.contains_key(http::header::CONTENT_TYPE) {
-                Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
-            } else if is_json(headers) && !is_unencoded(headers) {
+            } else if !headers.contains_key(http::header::CONTENT_TYPE)
+                || (is_json(headers) && !is_unencoded(headers))
+            {
                 Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
             } else {
                 None
