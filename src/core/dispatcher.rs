@@ -191,6 +191,17 @@ impl Dispatcher {
         self.timers.next()
     }
 
+    /// When the next assignment leaves retention or the next key its TTL:
+    /// the core forgets them when it is next fed, and sets no timer for
+    /// it, so a reader that must not see them feeds a `Tick` first.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        let assignment = self.retention.first().map(|&(at, _)| at);
+        match (assignment, self.keys.next_expiry()) {
+            (Some(a), Some(k)) => Some(a.min(k)),
+            (a, k) => a.or(k),
+        }
+    }
+
     /// A durable assignment (confirmed or cancelled) still in retention.
     pub fn assignment(&self, id: &AssignmentId) -> Option<&Assignment> {
         self.assignments.get(id).map(|s| &s.assignment)

@@ -210,6 +210,12 @@ impl IdempotencyTable {
         }
     }
 
+    /// When the first key is due to be forgotten (it may still be in
+    /// flight, and then stays until its attempt ends).
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.by_expiry.first().map(|&(at, _)| at)
+    }
+
     /// Every key with a durable answer, oldest first and keys of the same
     /// age in key order (for snapshots: the same keys restored into other
     /// slots give the same records).
