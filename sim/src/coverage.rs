@@ -33,6 +33,7 @@ marks! {
     Crash => "crash and restore",
     CrashMidCompaction => "crash mid compaction",
     ZerosCut => "preallocated zeros cut at recovery",
+    StaleBlocksCut => "a removed file's blocks cut at recovery",
     Compaction => "journal compaction",
     JoinedTicket => "joined ticket",
     StaleVerdict => "stale verdict",

@@ -22,13 +22,30 @@
 
 use crate::choices::{Choices, ChoicesExt};
 use tour_dispatcher::core::Record;
+use tour_dispatcher::journal::frame;
 use tour_dispatcher::journal::{
     CrashChoices, Journal, JournalConfig, JournalError, MemStorage, Op, RecoveryReport, Settled,
     SnapshotReason,
 };
 
-/// A crash's choices, drawn from the world's choice source.
-struct Crash<'a>(&'a mut dyn Choices);
+/// Where the frames of the journal file at the start of `bytes` start.
+fn frame_starts(bytes: &[u8]) -> Vec<usize> {
+    let Ok(header) = frame::decode_header(bytes) else {
+        return Vec::new();
+    };
+    let seal = frame::Seal::of(&header);
+    let mut at = header.frames_start();
+    let mut starts = Vec::new();
+    while let Ok((_, next)) = frame::read_frame(bytes, at, seal) {
+        starts.push(at);
+        at = next;
+    }
+    starts
+}
+
+/// A crash's choices, drawn from the world's choice source; whether it
+/// showed stale blocks.
+struct Crash<'a>(&'a mut dyn Choices, bool);
 
 impl CrashChoices for Crash<'_> {
     fn dir_changes_kept(&mut self, changes: usize) -> usize {
@@ -43,6 +60,22 @@ impl CrashChoices for Crash<'_> {
         } else {
             0
         }
+    }
+    fn stale_after(&mut self, _file: &str, freed: &[u8]) -> std::ops::Range<usize> {
+        if freed.is_empty() || !self.0.chance(125_000) {
+            return 0..0;
+        }
+        // Half the time from where a frame of the removed file starts: a
+        // stale block that lines up with a frame is the one that matters.
+        let starts = frame_starts(freed);
+        let start = if !starts.is_empty() && self.0.chance(500_000) {
+            starts[self.0.below(starts.len() as u64) as usize]
+        } else {
+            self.0.below(freed.len() as u64) as usize
+        };
+        let len = self.0.between(1, (freed.len() - start).min(4096) as u64) as usize;
+        self.1 = true;
+        start..start + len
     }
     fn zeros_after(&mut self, _file: &str) -> usize {
         // Half the crashes find the server's preallocated zeros, of up to
@@ -65,6 +98,8 @@ pub struct SimJournal {
     syncing: bool,
     /// Failures the core has heard of since the journal was opened.
     failures_handled: u64,
+    /// The last crash showed blocks of a removed file past a file's end.
+    pub showed_stale_blocks: bool,
 }
 
 impl SimJournal {
@@ -86,6 +121,7 @@ impl SimJournal {
             staged: 0,
             syncing: false,
             failures_handled: 0,
+            showed_stale_blocks: false,
         })
     }
 
@@ -175,7 +211,9 @@ impl SimJournal {
     ) -> Result<(Vec<Record>, RecoveryReport), JournalError> {
         let placeholder = Journal::open(MemStorage::new(), self.config.clone())?.journal;
         let mut storage = std::mem::replace(&mut self.journal, placeholder).into_storage();
-        storage.crash(&mut Crash(choices));
+        let mut crash = Crash(choices, false);
+        storage.crash(&mut crash);
+        self.showed_stale_blocks = crash.1;
         // A new process: its own salt, as the server draws one per start.
         self.config.salt = self.config.salt.wrapping_add(1);
         let opened = Journal::open(storage, self.config.clone())?;

@@ -946,6 +946,9 @@ impl<'c, T: Tap> World<'c, T> {
                 if report.zeros_cut > 0 {
                     self.checker.coverage.hit(Mark::ZerosCut);
                 }
+                if journal.showed_stale_blocks && report.torn_bytes > 0 {
+                    self.checker.coverage.hit(Mark::StaleBlocksCut);
+                }
                 Ok(records)
             }
             Err(e) => Err(e.to_string()),

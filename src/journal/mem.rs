@@ -12,6 +12,10 @@
 //!   e.g. a failed sync; a failed sync leaves its bytes unsynced, but may
 //!   have written them: cut off by an unsynced truncation, a crash may still
 //!   bring back a prefix of them (as a real disk may after `EIO` on fsync);
+//! - the blocks of a file removed before a crash are free again, and a file
+//!   that grows past its synced end may show a run of them instead of zeros
+//!   or its own bytes (on filesystems that do not zero a block before its
+//!   data is written): the caller chooses whether, and which run;
 //! - a capacity makes the disk full: an append writes what fits and fails;
 //! - [`MemStorage::halt_after`] makes every operation fail after a number of
 //!   changes, which is how a test stops a process at an exact step before
@@ -51,6 +55,12 @@ pub trait CrashChoices {
     /// of the appends, as the server's storage leaves it.
     fn zeros_after(&mut self, _file: &str) -> usize {
         0
+    }
+    /// Which run of `freed` (the bytes of files removed before the crash)
+    /// follows what `file` keeps, as `start..end`: stale blocks that a
+    /// file grown past its synced end shows. Empty for none.
+    fn stale_after(&mut self, _file: &str, _freed: &[u8]) -> std::ops::Range<usize> {
+        0..0
     }
 }
 
@@ -123,7 +133,7 @@ impl MemFile {
     }
 
     /// Loses what was not durable, except what `choices` keeps.
-    fn crash(&mut self, choices: &mut dyn CrashChoices, name: &str) {
+    fn crash(&mut self, choices: &mut dyn CrashChoices, name: &str, freed: &[u8]) {
         if self.durable_tail.is_empty() {
             let unsynced = self.data.len() - self.synced;
             let kept = choices.unsynced_bytes_kept(name, unsynced).min(unsynced);
@@ -143,6 +153,10 @@ impl MemFile {
         }
         self.written = 0;
         self.written_tail.clear();
+        let stale = choices.stale_after(name, freed);
+        if let Some(run) = freed.get(stale) {
+            self.data.extend_from_slice(run);
+        }
         let zeros = choices.zeros_after(name);
         self.data.resize(self.data.len() + zeros, 0);
         self.synced = self.data.len();
@@ -186,7 +200,13 @@ pub struct MemStorage {
     faults: BTreeMap<Op, u32>,
     halt_after: Option<u64>,
     counts: BTreeMap<Op, u64>,
+    /// The bytes of the files the last crash found removed: free blocks
+    /// whose old content a later crash may show (see [`CrashChoices::stale_after`]).
+    freed: Vec<u8>,
 }
+
+/// At most this much of removed files' content is kept as free blocks.
+const MAX_FREED: usize = 1 << 20;
 
 impl MemStorage {
     pub fn new() -> Self {
@@ -223,14 +243,28 @@ impl MemStorage {
             change.apply(&mut self.durable_names);
         }
         self.names = self.durable_names.clone();
-        let mut inodes = BTreeMap::new();
-        for (name, inode) in &self.names {
-            if let Some(mut file) = self.inodes.remove(inode) {
-                file.crash(choices, name);
-                inodes.insert(*inode, file);
+        let mut surviving = BTreeMap::new();
+        for inode in self.names.values() {
+            if let Some(file) = self.inodes.remove(inode) {
+                surviving.insert(*inode, file);
             }
         }
-        self.inodes = inodes;
+        // What no name holds any more was removed: its blocks are free,
+        // with their old content, for the files that grew past their end.
+        let removed: Vec<u8> = std::mem::take(&mut self.inodes)
+            .into_values()
+            .flat_map(|file| file.data)
+            .collect();
+        if !removed.is_empty() {
+            self.freed = removed;
+            self.freed.truncate(MAX_FREED);
+        }
+        for (name, inode) in &self.names {
+            if let Some(file) = surviving.get_mut(inode) {
+                file.crash(choices, name, &self.freed);
+            }
+        }
+        self.inodes = surviving;
         self.halt_after = None;
     }
 
