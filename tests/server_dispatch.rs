@@ -31,6 +31,23 @@ fn stopwatch() -> Instant {
     Instant::now()
 }
 
+/// Sends every body at once, each with a 10 s deadline; their replies and
+/// how long each took, in order.
+async fn dispatch_together(client: Client, bodies: Vec<Value>) -> Vec<(Reply, Duration)> {
+    let tasks = bodies
+        .into_iter()
+        .map(|body| {
+            tokio::spawn(async move {
+                let started = stopwatch();
+                let timeout = [("x-request-timeout-ms", "10000")];
+                let reply = client.dispatch_with(&body, &timeout).await;
+                (reply, started.elapsed())
+            })
+        })
+        .collect();
+    join_all(tasks).await
+}
+
 fn key(k: &str) -> [(&str, &str); 1] {
     [("idempotency-key", k)]
 }
@@ -276,16 +293,12 @@ async fn a_joined_repeat_outlives_the_first_deadline_and_gets_the_answer() {
 async fn a_burst_of_distinct_requests_never_double_books() {
     let server = TestServer::start(&["--shards", "2", "--shard-concurrency", "8"]).await;
     let client = server.client();
-    let tasks = (0..40)
-        .map(|i| {
-            let body = request(&format!("cust-{i}"), "94107", 2, 9.0, 11.0);
-            let timeout = [("x-request-timeout-ms", "10000")];
-            tokio::spawn(async move { client.dispatch_with(&body, &timeout).await })
-        })
+    let bodies = (0..40)
+        .map(|i| request(&format!("cust-{i}"), "94107", 2, 9.0, 11.0))
         .collect();
-    let replies = join_all(tasks).await;
+    let replies = dispatch_together(client, bodies).await;
     let mut booked: Vec<Value> = Vec::new();
-    for r in &replies {
+    for (r, _) in &replies {
         match r.status {
             201 => booked.push(r.json()),
             409 => assert_eq!(r.problem_type(), "/problems/no-availability"),
@@ -339,19 +352,10 @@ async fn dispatches_past_the_in_flight_bound_are_refused_at_once() {
     let flags = ["--max-in-flight", "2", "--availability-latency-ms", "1000"];
     let server = TestServer::start(&flags).await;
     let client = server.client();
-    let tasks = (0..6)
-        .map(|i| {
-            let body = request(&format!("c{i}"), &format!("941{:02}", 10 * i), 1, 9.0, 12.0);
-            tokio::spawn(async move {
-                let started = stopwatch();
-                let reply = client
-                    .dispatch_with(&body, &[("x-request-timeout-ms", "10000")])
-                    .await;
-                (reply, started.elapsed())
-            })
-        })
+    let bodies = (0..6)
+        .map(|i| request(&format!("c{i}"), &format!("941{:02}", 10 * i), 1, 9.0, 12.0))
         .collect();
-    let replies = join_all(tasks).await;
+    let replies = dispatch_together(client, bodies).await;
     let refused: Vec<_> = replies.iter().filter(|(r, _)| r.status == 503).collect();
     assert_eq!(refused.len(), 4, "two in flight, four refused: {replies:?}");
     for (r, took) in &refused {
@@ -385,19 +389,10 @@ async fn a_full_queue_is_503_overloaded_with_retry_after() {
     ];
     let server = TestServer::start(&flags).await;
     let client = server.client();
-    let tasks = (0..6)
-        .map(|i| {
-            let body = request(&format!("c{i}"), "94107", 1, 9.0, 12.0);
-            tokio::spawn(async move {
-                let started = stopwatch();
-                let reply = client
-                    .dispatch_with(&body, &[("x-request-timeout-ms", "10000")])
-                    .await;
-                (reply, started.elapsed())
-            })
-        })
+    let bodies = (0..6)
+        .map(|i| request(&format!("c{i}"), "94107", 1, 9.0, 12.0))
         .collect();
-    let replies = join_all(tasks).await;
+    let replies = dispatch_together(client, bodies).await;
     let refused: Vec<_> = replies.iter().filter(|(r, _)| r.status == 503).collect();
     assert!(
         refused.len() >= 3,
@@ -436,16 +431,15 @@ async fn past_max_attempts_a_request_is_503_with_the_configured_retry_after() {
     let client = server.client();
     // Two requests on two shards' zipcodes, each alive for a second: only
     // one attempt fits.
-    let tasks = ["94107", "94110"]
-        .iter()
-        .enumerate()
-        .map(|(i, zipcode)| {
-            let (client, body) = (client, request(&format!("c{i}"), zipcode, 1, 9.0, 12.0));
-            let timeout = [("x-request-timeout-ms", "10000")];
-            tokio::spawn(async move { client.dispatch_with(&body, &timeout).await })
-        })
+    let bodies = vec![
+        request("c0", "94107", 1, 9.0, 12.0),
+        request("c1", "94110", 1, 9.0, 12.0),
+    ];
+    let mut replies: Vec<Reply> = dispatch_together(client, bodies)
+        .await
+        .into_iter()
+        .map(|(reply, _)| reply)
         .collect();
-    let mut replies = join_all(tasks).await;
     replies.sort_by_key(|r| r.status);
     let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [201, 503], "{replies:?}");
