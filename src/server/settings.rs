@@ -268,11 +268,16 @@ impl Settings {
         T: Into<std::ffi::OsString> + Clone,
     {
         use clap::{CommandFactory, FromArgMatches};
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        // Help is printed before any variable is read: it keeps every
+        // flag's `[env: …]`.
+        let asks_help = args.iter().skip(1).any(|a| a == "--help" || a == "-h");
         let command = Settings::command().mut_args(|arg| {
-            let empty = arg
-                .get_env()
-                .and_then(std::env::var_os)
-                .is_some_and(|value| value.is_empty());
+            let empty = !asks_help
+                && arg
+                    .get_env()
+                    .and_then(std::env::var_os)
+                    .is_some_and(|value| value.is_empty());
             // `--shards -1` is a value out of range, not an unknown flag.
             let arg = arg.allow_negative_numbers(true);
             if empty {
