@@ -225,6 +225,52 @@ async fn sigterm_drains_and_exits_zero() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// With nobody reading, the driver still wakes the core when a key's TTL
+/// ends, so that an idle server gives its memory back.
+#[tokio::test]
+async fn an_idle_server_is_woken_when_a_key_expires() {
+    let dir = scratch_dir("idle-expiry");
+    let trace = dir.join("trace.jsonl");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--ephemeral",
+        "--idempotency-ttl-s",
+        "1",
+        "--record-trace",
+        trace.to_str().unwrap(),
+    ];
+    let running = Running::spawn(command(&dir, &args));
+    let client = Client {
+        addr: running.address(),
+    };
+    let headers = [("idempotency-key", "idle")];
+    let reply = client.dispatch_with(&good_request("idle"), &headers).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    running.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || running.wait(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let inputs: Vec<serde_json::Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["input"].clone())
+        .collect();
+    let submitted = inputs.iter().position(|i| i.get("Submit").is_some());
+    let drained = inputs.iter().position(|i| i.get("Drain").is_some());
+    let (Some(submitted), Some(drained)) = (submitted, drained) else {
+        panic!("{inputs:?}")
+    };
+    assert!(
+        inputs[submitted..drained].iter().any(|i| i == "Tick"),
+        "no wake between the booking and the drain: {inputs:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn the_runtime_has_as_many_workers_as_asked() {
     let dir = scratch_dir("workers");

@@ -210,10 +210,13 @@ impl IdempotencyTable {
         }
     }
 
-    /// When the first key is due to be forgotten (it may still be in
-    /// flight, and then stays until its attempt ends).
-    pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.by_expiry.first().map(|&(at, _)| at)
+    /// The first time after `after` at which a key is due to be forgotten.
+    pub fn next_expiry_after(&self, after: Timestamp) -> Option<Timestamp> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.by_expiry
+            .range((Excluded((after, Slot::LAST)), Unbounded))
+            .next()
+            .map(|&(at, _)| at)
     }
 
     /// Every key with a durable answer, oldest first and keys of the same

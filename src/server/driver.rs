@@ -115,6 +115,10 @@ pub struct Driver {
     control_open: bool,
     /// `PersistFailed` events the core has handled, told with each snapshot.
     failures_handled: u64,
+    /// The second of the core's `now` when `expiry_wake` was last worked
+    /// out, and what it gave: working it out on every pass would cost more
+    /// than a late wake (a read catches up anyway; see `next_wake`).
+    expiry_wake: (u64, Option<Timestamp>),
 }
 
 impl Driver {
@@ -137,6 +141,7 @@ impl Driver {
             outputs: Vec::new(),
             control_open: true,
             failures_handled: 0,
+            expiry_wake: (u64::MAX, None),
         };
         let handle = DriverHandle {
             submits: submits_tx,
@@ -159,9 +164,8 @@ impl Driver {
                 break;
             }
             let wake = self
-                .core
-                .poll_timeout()
-                .and_then(|(at, _)| self.parts.clock.instant_of(at))
+                .next_wake()
+                .and_then(|at| self.parts.clock.instant_of(at))
                 .map(tokio::time::Instant::from_std);
             if let Some(at) = wake {
                 if timer.deadline() != at {
@@ -197,6 +201,23 @@ impl Driver {
             }
         }
         self.parts.journal
+    }
+
+    /// When the core must next be ticked: its own next timer, or the next
+    /// expiry of an assignment or a key, so that an idle server gives their
+    /// memory back. The expiry is worked out once per second of the core's
+    /// time while there is one: what is added meanwhile expires later than
+    /// it, or is caught up with by the next wake or read.
+    fn next_wake(&mut self) -> Option<Timestamp> {
+        let second = self.core.now().as_millis() / 1_000;
+        if self.expiry_wake.0 != second || self.expiry_wake.1.is_none() {
+            self.expiry_wake = (second, expiry_wake(&self.core));
+        }
+        let timer = self.core.poll_timeout().map(|(at, _)| at);
+        match (timer, self.expiry_wake.1) {
+            (Some(t), Some(e)) => Some(t.min(e)),
+            (t, e) => t.or(e),
+        }
     }
 
     /// Feeds one input at the current time, then executes its outputs.
@@ -307,12 +328,13 @@ impl Driver {
     }
 
     /// The core forgets what is past its retention or TTL when it is next
-    /// fed, and sets no timer for it: a read on an idle server ticks it
-    /// first when something is due, so that it never shows an assignment
+    /// fed, and the driver's timer feeds it on the whole second after: a
+    /// read in between ticks it first, so that it never shows an assignment
     /// past retention or counts a key past its TTL.
     fn catch_up_with_time(&mut self) {
         let now = self.parts.clock.now();
-        if self.core.next_expiry().is_some_and(|at| at <= now) {
+        let due = self.core.next_expiry_after(self.core.now());
+        if due.is_some_and(|at| at <= now) {
             self.feed(Input::Tick);
         }
     }
@@ -563,6 +585,14 @@ impl Driver {
     }
 }
 
+/// The whole second on which `core` next has an assignment or a key to
+/// forget: taken on whole seconds, the driver's timer moves at most once a
+/// second for them, however many expire.
+fn expiry_wake(core: &Dispatcher) -> Option<Timestamp> {
+    core.next_expiry_after(core.now())
+        .map(|at| Timestamp(at.as_millis().div_ceil(1_000).saturating_mul(1_000)))
+}
+
 /// The call an input ends, if it is a call's last answer.
 fn ended_call(input: &Input) -> Option<CallId> {
     match input {
@@ -805,29 +835,49 @@ mod tests {
         }
     }
 
+    /// A confirmed tour, `id` 1, whose retention ends at `keep_until`.
+    fn kept_until(config: &Config, keep_until: Timestamp) -> Vec<Record> {
+        let end = Timestamp(keep_until.as_millis() - config.retention_ms());
+        let assignment = Assignment {
+            id: AssignmentId::from_seq(&config.secret, 1),
+            status: AssignmentStatus::Confirmed,
+            agent_id: "ag-001".into(),
+            customer_id: "c".into(),
+            property_id: None,
+            zipcode: "94107".into(),
+            start: Timestamp(end.as_millis() - 30 * MS_PER_MINUTE),
+            end,
+        };
+        vec![Record::Booked {
+            assignment,
+            key: None,
+        }]
+    }
+
+    #[test]
+    fn an_idle_core_is_woken_on_the_second_after_an_expiry() {
+        let config = Config::default();
+        let now = Timestamp(1_800_000_000_250);
+        let keep_until = Timestamp(now.as_millis() + 2_500);
+        let core =
+            Dispatcher::restore(config.clone(), now, kept_until(&config, keep_until)).unwrap();
+        assert_eq!(core.poll_timeout(), None, "no timer of its own");
+        assert_eq!(core.next_expiry_after(now), Some(keep_until));
+        assert_eq!(expiry_wake(&core), Some(Timestamp(1_800_000_003_000)));
+        // Once it is gone, nothing is left to wake for.
+        let mut core = core;
+        core.handle(Timestamp(1_800_000_003_000), Input::Tick);
+        assert!(core.assignments().is_empty());
+        assert_eq!(expiry_wake(&core), None);
+    }
+
     #[tokio::test]
     async fn a_read_on_an_idle_server_shows_nothing_past_retention() {
         let config = Config::default();
         let id = AssignmentId::from_seq(&config.secret, 1);
         // A tour whose retention ends 1.5 s after the rig starts (time for
         // the first reads on a busy machine).
-        let booked = |now: Timestamp| {
-            let end = Timestamp(now.as_millis() + 1_500 - config.retention_ms());
-            let assignment = Assignment {
-                id,
-                status: AssignmentStatus::Confirmed,
-                agent_id: "ag-001".into(),
-                customer_id: "c".into(),
-                property_id: None,
-                zipcode: "94107".into(),
-                start: Timestamp(end.as_millis() - 30 * MS_PER_MINUTE),
-                end,
-            };
-            vec![Record::Booked {
-                assignment,
-                key: None,
-            }]
-        };
+        let booked = |now: Timestamp| kept_until(&config, Timestamp(now.as_millis() + 1_500));
         let rig = Rig::build(Duration::ZERO, booked, |_, events| {
             Box::new(MemoryJournal::new(events.sink()))
         });
