@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Two builds of the server, alternating: resident memory 0.5 s after start
-# and requests/s of the durable server at 32 connections (wrk, one thread,
-# benches/http.lua's bodies), one line per run.
+# and requests/s at 32 connections (wrk, one thread, benches/http.lua's
+# bodies), one line per run; the durable server, or with KIND=ephemeral
+# the server with --ephemeral.
 #
-#   benches/alternate.sh BEFORE_BINARY AFTER_BINARY [ROUNDS]
+#   [KIND=ephemeral] benches/alternate.sh BEFORE_BINARY AFTER_BINARY [ROUNDS]
 #
 # Each run gets a fresh data directory and a 1 s warm-up, then 3 s
 # measured. Compare the medians, and the runs pair by pair: the host's
@@ -14,7 +15,7 @@ if [ $# -lt 2 ]; then
     echo "usage: $0 BEFORE_BINARY AFTER_BINARY [ROUNDS]" >&2
     exit 2
 fi
-BEFORE=$1 AFTER=$2 ROUNDS=${3:-4}
+BEFORE=$1 AFTER=$2 ROUNDS=${3:-4} KIND=${KIND:-durable}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/tour-alternate.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
@@ -24,7 +25,8 @@ for round in $(seq "$ROUNDS"); do
         data=$OUT/data-$round-$which
         log=$OUT/$which.log
         rm -f "$log"
-        "$bin" --listen 127.0.0.1:0 --data-dir "$data" >/dev/null 2>"$log" &
+        if [ "$KIND" = ephemeral ]; then store=(--ephemeral); else store=(--data-dir "$data"); fi
+        "$bin" --listen 127.0.0.1:0 "${store[@]}" >/dev/null 2>"$log" &
         pid=$!
         url=
         for _ in $(seq 100); do
@@ -38,7 +40,7 @@ for round in $(seq "$ROUNDS"); do
         WRK_KEY_PREFIX=w$round$which wrk -t1 -c32 -d1s --timeout 10s -s benches/http.lua "$url" >/dev/null
         rps=$(WRK_KEY_PREFIX=m$round$which wrk -t1 -c32 -d3s --timeout 10s -s benches/http.lua "$url" |
             tail -1 | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["rps"]))')
-        echo "round=$round binary=$which idle_rss_kib=$rss requests_per_s=$rps load=$(cut -d' ' -f1 /proc/loadavg)"
+        echo "round=$round binary=$which kind=$KIND idle_rss_kib=$rss requests_per_s=$rps load=$(cut -d' ' -f1 /proc/loadavg)"
         kill "$pid"
         wait "$pid" 2>/dev/null || true
     done
