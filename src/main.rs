@@ -28,6 +28,11 @@ fn main() -> ExitCode {
     };
     if let Err(e) = settings.check() {
         eprintln!("tour-dispatcher: error: {e}");
+        for long in e.flags() {
+            if let Some(variable) = Settings::variable_of(&long, &args) {
+                eprintln!("note: --{long} comes from the environment variable {variable}");
+            }
+        }
         return ExitCode::from(2);
     }
     init_logging(settings.log_format);

@@ -116,6 +116,12 @@ fn bad_settings_exit_non_zero_before_listening() {
             vec![("TOUR_EPHEMERAL", "perhaps")],
             "environment variable TOUR_EPHEMERAL",
         ),
+        // Flags that clash: the one from a variable is named with it.
+        (
+            vec!["--idempotency-ttl-s", "90000"],
+            vec![("TOUR_RETENTION_DAYS", "1")],
+            "--retention-days comes from the environment variable TOUR_RETENTION_DAYS",
+        ),
         (
             vec!["--ephemeral", "--roster", "/nonexistent/roster.json"],
             vec![],

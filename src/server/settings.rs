@@ -246,6 +246,26 @@ pub enum SettingsError {
     Core(#[from] ConfigError),
 }
 
+impl SettingsError {
+    /// The flags (without their `--`) whose values clash.
+    pub fn flags(&self) -> Vec<String> {
+        match self {
+            SettingsError::RetentionShorterThanTtl { .. } => {
+                vec!["retention-days".into(), "idempotency-ttl-s".into()]
+            }
+            SettingsError::DefaultTimeoutAboveMax { .. } => {
+                vec!["default-timeout-ms".into(), "max-timeout-ms".into()]
+            }
+            SettingsError::Core(ConfigError::OutOfRange { name, .. }) => {
+                vec![name.replace('_', "-")]
+            }
+            SettingsError::Core(ConfigError::RetentionShorterThanTtl { .. }) => {
+                vec!["retention-days".into(), "idempotency-ttl-s".into()]
+            }
+        }
+    }
+}
+
 impl Settings {
     /// The defaults of every flag, as if the binary ran with none (and no
     /// `TOUR_*` variables).
@@ -295,11 +315,17 @@ impl Settings {
     /// flag itself is not among `args`: clap's message names only the flag.
     pub fn variable_behind(error: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
         use clap::error::{ContextKind, ContextValue};
-        use clap::CommandFactory;
         let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
             return None;
         };
         let long = shown.strip_prefix("--")?.split([' ', '=']).next()?;
+        Settings::variable_of(long, args)
+    }
+
+    /// The `TOUR_*` variable that gave flag `--long` its value: set, and the
+    /// flag not among `args`.
+    pub fn variable_of(long: &str, args: &[std::ffi::OsString]) -> Option<String> {
+        use clap::CommandFactory;
         let flag = format!("--{long}");
         let given = args.iter().any(|a| {
             let a = a.to_string_lossy();
@@ -310,7 +336,8 @@ impl Settings {
             .get_arguments()
             .find(|a| a.get_long() == Some(long))?;
         let name = arg.get_env()?;
-        (!given && std::env::var_os(name).is_some()).then(|| name.to_string_lossy().into_owned())
+        let set = std::env::var_os(name).is_some_and(|value| !value.is_empty());
+        (!given && set).then(|| name.to_string_lossy().into_owned())
     }
 
     /// The checks that span several flags.
