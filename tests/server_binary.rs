@@ -259,20 +259,23 @@ async fn an_idle_server_is_woken_when_a_key_expires() {
         .await
         .unwrap();
     assert!(status.success(), "{status:?}");
-    let inputs: Vec<serde_json::Value> = std::fs::read_to_string(&trace)
+    let steps: Vec<serde_json::Value> = std::fs::read_to_string(&trace)
         .unwrap()
         .lines()
         .skip(1)
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["input"].clone())
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let submitted = inputs.iter().position(|i| i.get("Submit").is_some());
-    let drained = inputs.iter().position(|i| i.get("Drain").is_some());
-    let (Some(submitted), Some(drained)) = (submitted, drained) else {
-        panic!("{inputs:?}")
+    let at = |name: &str| steps.iter().position(|s| s["input"].get(name).is_some());
+    let (Some(submitted), Some(drained)) = (at("Submit"), at("Drain")) else {
+        panic!("{steps:?}")
     };
+    // A wake once the key's second had run out, before anything else came.
+    let ttl_end = steps[submitted]["now"].as_u64().unwrap() + 1_000;
     assert!(
-        inputs[submitted..drained].iter().any(|i| i == "Tick"),
-        "no wake between the booking and the drain: {inputs:?}"
+        steps[submitted..drained]
+            .iter()
+            .any(|s| s["input"] == "Tick" && s["now"].as_u64().unwrap() >= ttl_end),
+        "no wake after the key's TTL, before the drain: {steps:?}"
     );
     std::fs::remove_dir_all(dir).unwrap();
 }

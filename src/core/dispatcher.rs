@@ -191,21 +191,16 @@ impl Dispatcher {
         self.timers.next()
     }
 
-    /// The first time after `after` at which an assignment leaves
-    /// retention or a key its TTL. The core forgets them when it is next
-    /// fed, and keeps them out of [`poll_timeout`](Self::poll_timeout)
-    /// (whose end says the core is quiet): a driver that wants memory back
-    /// while idle, or a reader that must not see them, feeds a `Tick` at
-    /// or after this time. Pass [`now`](Self::now): what expired before it
-    /// is gone, but for keys whose attempt still runs.
-    pub fn next_expiry_after(&self, after: Timestamp) -> Option<Timestamp> {
-        let later = Timestamp(after.as_millis().saturating_add(1));
-        let assignment = self
-            .retention
-            .range((later, AssignmentId(0))..)
-            .next()
-            .map(|&(at, _)| at);
-        match (assignment, self.keys.next_expiry_after(after)) {
+    /// When a `Tick` next forgets an assignment past its retention or a key
+    /// past its TTL, as of `now` (at once, for a key whose attempt let go
+    /// of it after its TTL). The core keeps these times out of
+    /// [`poll_timeout`](Self::poll_timeout), whose end says the core is
+    /// quiet: a driver that wants their memory back while idle, or a
+    /// reader that must not see them, feeds a `Tick` at this time.
+    pub fn next_expiry(&self, now: Timestamp) -> Option<Timestamp> {
+        // Every assignment past retention went at the last input.
+        let assignment = self.retention.first().map(|&(at, _)| at);
+        match (assignment, self.keys.next_expiry(now)) {
             (Some(a), Some(k)) => Some(a.min(k)),
             (a, k) => a.or(k),
         }

@@ -210,12 +210,28 @@ impl IdempotencyTable {
         }
     }
 
-    /// The first time after `after` at which a key is due to be forgotten.
-    pub fn next_expiry_after(&self, after: Timestamp) -> Option<Timestamp> {
+    /// When a `Tick` next forgets a key, as of `now`: at once (a time not
+    /// after `now`) for a key past its TTL that its attempt has let go of
+    /// since the last expiry, else when the next TTL runs out.
+    pub fn next_expiry(&self, now: Timestamp) -> Option<Timestamp> {
         use std::ops::Bound::{Excluded, Unbounded};
-        self.by_expiry
-            .range((Excluded((after, Slot::LAST)), Unbounded))
-            .next()
+        let held = |slot: &Slot| {
+            self.entries
+                .at(*slot)
+                .is_some_and(|(_, e)| e.attempt.is_some())
+        };
+        // Past its TTL and still here: held by its attempt, or let go of
+        // since. Few, as an attempt outlives its key's TTL only rarely.
+        let let_go = self
+            .by_expiry
+            .range(..=(now, Slot::LAST))
+            .find(|(_, slot)| !held(slot));
+        let_go
+            .or_else(|| {
+                self.by_expiry
+                    .range((Excluded((now, Slot::LAST)), Unbounded))
+                    .next()
+            })
             .map(|&(at, _)| at)
     }
 
@@ -283,6 +299,24 @@ mod tests {
         t.detach(&key(2));
         t.expire(Timestamp(TTL + 6));
         assert!(t.is_empty(), "let go, then forgotten");
+    }
+
+    #[test]
+    fn the_next_expiry_skips_held_keys_and_is_due_at_once_once_they_are_let_go() {
+        let mut t = table();
+        assert_eq!(t.next_expiry(Timestamp(0)), None);
+        t.begin(key(1), Fingerprint(7), Timestamp(0), AttemptId(9))
+            .expect("room");
+        remember(&mut t, key(2), 10);
+        assert_eq!(t.next_expiry(Timestamp(0)), Some(Timestamp(TTL)));
+        // Past key 1's TTL its attempt still holds it: key 2 comes next.
+        t.expire(Timestamp(TTL + 1));
+        assert_eq!(t.next_expiry(Timestamp(TTL + 1)), Some(Timestamp(TTL + 10)));
+        // Let go after its TTL: due at once, not at a later TTL.
+        t.detach(&key(1));
+        assert_eq!(t.next_expiry(Timestamp(TTL + 2)), Some(Timestamp(TTL)));
+        t.expire(Timestamp(TTL + 2));
+        assert_eq!(t.next_expiry(Timestamp(TTL + 2)), Some(Timestamp(TTL + 10)));
     }
 
     #[test]

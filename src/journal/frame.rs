@@ -159,30 +159,24 @@ pub fn encode_header(generation: u64, base_len: u64, salt: u64) -> [u8; HEADER_L
     h
 }
 
-/// The header at the start of `bytes`. Its checksum decides its length:
-/// format 1's 32 bytes or the 40 of every later format.
+/// The header at the start of `bytes`: format 1's 32 bytes, or the 40 of
+/// every later format, as its version says (the checksum covers it).
 pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
-    let magic = bytes.get(..8).ok_or(HeaderError::Truncated)?;
-    if magic != MAGIC {
+    let start = bytes.get(..12).ok_or(HeaderError::Truncated)?;
+    if start[..8] != MAGIC {
         return Err(HeaderError::BadMagic);
     }
-    let checks_out = |len: usize| {
-        bytes
-            .get(..len)
-            .is_some_and(|h| crc32c::crc32c(&h[..len - 4]) == le_u32(&h[len - 4..]))
-    };
-    let h = if checks_out(HEADER_LEN) {
-        &bytes[..HEADER_LEN]
-    } else if checks_out(HEADER_LEN_V1) {
-        &bytes[..HEADER_LEN_V1]
-    } else if bytes.len() < HEADER_LEN_V1 {
-        return Err(HeaderError::Truncated);
+    let version = le_u32(&start[8..12]);
+    let len = if version == 1 {
+        HEADER_LEN_V1
     } else {
-        return Err(HeaderError::Checksum);
+        HEADER_LEN
     };
-    let version = le_u32(&h[8..12]);
-    let layout_fits = (version == 1) == (h.len() == HEADER_LEN_V1);
-    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) || !layout_fits {
+    let h = bytes.get(..len).ok_or(HeaderError::Truncated)?;
+    if crc32c::crc32c(&h[..len - 4]) != le_u32(&h[len - 4..]) {
+        return Err(HeaderError::Checksum);
+    }
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(HeaderError::Version(version));
     }
     Ok(Header {

@@ -107,8 +107,9 @@ fn records(seqs: std::ops::RangeInclusive<u64>) -> Vec<Record> {
 /// Offsets of the record frames of a file (marks skipped).
 pub(crate) fn record_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
-    let seal = Seal::of_file(bytes).expect("a journal file's header");
-    let mut at = HEADER_LEN;
+    let header = frame::decode_header(bytes).expect("a journal file's header");
+    let seal = Seal::of(&header);
+    let mut at = header.frames_start();
     while let Ok((entry, next)) = frame::read_frame(bytes, at, seal) {
         if matches!(entry, Entry::Record(_)) {
             offsets.push(at);

@@ -115,10 +115,6 @@ pub struct Driver {
     control_open: bool,
     /// `PersistFailed` events the core has handled, told with each snapshot.
     failures_handled: u64,
-    /// The second of the core's `now` when `expiry_wake` was last worked
-    /// out, and what it gave: working it out on every pass would cost more
-    /// than a late wake (a read catches up anyway; see `next_wake`).
-    expiry_wake: (u64, Option<Timestamp>),
 }
 
 impl Driver {
@@ -141,7 +137,6 @@ impl Driver {
             outputs: Vec::new(),
             control_open: true,
             failures_handled: 0,
-            expiry_wake: (u64::MAX, None),
         };
         let handle = DriverHandle {
             submits: submits_tx,
@@ -205,16 +200,10 @@ impl Driver {
 
     /// When the core must next be ticked: its own next timer, or the next
     /// expiry of an assignment or a key, so that an idle server gives their
-    /// memory back. The expiry is worked out once per second of the core's
-    /// time while there is one: what is added meanwhile expires later than
-    /// it, or is caught up with by the next wake or read.
-    fn next_wake(&mut self) -> Option<Timestamp> {
-        let second = self.core.now().as_millis() / 1_000;
-        if self.expiry_wake.0 != second || self.expiry_wake.1.is_none() {
-            self.expiry_wake = (second, expiry_wake(&self.core));
-        }
+    /// memory back.
+    fn next_wake(&self) -> Option<Timestamp> {
         let timer = self.core.poll_timeout().map(|(at, _)| at);
-        match (timer, self.expiry_wake.1) {
+        match (timer, expiry_wake(&self.core)) {
             (Some(t), Some(e)) => Some(t.min(e)),
             (t, e) => t.or(e),
         }
@@ -333,7 +322,7 @@ impl Driver {
     /// past retention or counts a key past its TTL.
     fn catch_up_with_time(&mut self) {
         let now = self.parts.clock.now();
-        let due = self.core.next_expiry_after(self.core.now());
+        let due = self.core.next_expiry(self.core.now());
         if due.is_some_and(|at| at <= now) {
             self.feed(Input::Tick);
         }
@@ -589,7 +578,7 @@ impl Driver {
 /// forget: taken on whole seconds, the driver's timer moves at most once a
 /// second for them, however many expire.
 fn expiry_wake(core: &Dispatcher) -> Option<Timestamp> {
-    core.next_expiry_after(core.now())
+    core.next_expiry(core.now())
         .map(|at| Timestamp(at.as_millis().div_ceil(1_000).saturating_mul(1_000)))
 }
 
@@ -862,7 +851,7 @@ mod tests {
         let core =
             Dispatcher::restore(config.clone(), now, kept_until(&config, keep_until)).unwrap();
         assert_eq!(core.poll_timeout(), None, "no timer of its own");
-        assert_eq!(core.next_expiry_after(now), Some(keep_until));
+        assert_eq!(core.next_expiry(now), Some(keep_until));
         assert_eq!(expiry_wake(&core), Some(Timestamp(1_800_000_003_000)));
         // Once it is gone, nothing is left to wake for.
         let mut core = core;
