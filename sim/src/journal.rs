@@ -61,21 +61,27 @@ impl CrashChoices for Crash<'_> {
             0
         }
     }
-    fn stale_after(&mut self, _file: &str, freed: &[u8]) -> std::ops::Range<usize> {
+    fn stale_after(
+        &mut self,
+        _file: &str,
+        freed: &[Vec<u8>],
+    ) -> Option<(usize, std::ops::Range<usize>)> {
         if freed.is_empty() || !self.0.chance(125_000) {
-            return 0..0;
+            return None;
         }
+        let which = self.0.below(freed.len() as u64) as usize;
+        let bytes = &freed[which];
         // Half the time from where a frame of the removed file starts: a
         // stale block that lines up with a frame is the one that matters.
-        let starts = frame_starts(freed);
+        let starts = frame_starts(bytes);
         let start = if !starts.is_empty() && self.0.chance(500_000) {
             starts[self.0.below(starts.len() as u64) as usize]
         } else {
-            self.0.below(freed.len() as u64) as usize
+            self.0.below(bytes.len() as u64) as usize
         };
-        let len = self.0.between(1, (freed.len() - start).min(4096) as u64) as usize;
+        let len = self.0.between(1, (bytes.len() - start).min(4096) as u64) as usize;
         self.1 = true;
-        start..start + len
+        Some((which, start..start + len))
     }
     fn zeros_after(&mut self, _file: &str) -> usize {
         // Half the crashes find the server's preallocated zeros, of up to

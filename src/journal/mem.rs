@@ -56,11 +56,16 @@ pub trait CrashChoices {
     fn zeros_after(&mut self, _file: &str) -> usize {
         0
     }
-    /// Which run of `freed` (the bytes of files removed before the crash)
-    /// follows what `file` keeps, as `start..end`: stale blocks that a
-    /// file grown past its synced end shows. Empty for none.
-    fn stale_after(&mut self, _file: &str, _freed: &[u8]) -> std::ops::Range<usize> {
-        0..0
+    /// Which run of which of `freed` (the bytes of each file removed before
+    /// the crash) follows what `file` keeps, as an index and `start..end`:
+    /// stale blocks that a file grown past its synced end shows. `None`
+    /// for none.
+    fn stale_after(
+        &mut self,
+        _file: &str,
+        _freed: &[Vec<u8>],
+    ) -> Option<(usize, std::ops::Range<usize>)> {
+        None
     }
 }
 
@@ -133,7 +138,7 @@ impl MemFile {
     }
 
     /// Loses what was not durable, except what `choices` keeps.
-    fn crash(&mut self, choices: &mut dyn CrashChoices, name: &str, freed: &[u8]) {
+    fn crash(&mut self, choices: &mut dyn CrashChoices, name: &str, freed: &[Vec<u8>]) {
         if self.durable_tail.is_empty() {
             let unsynced = self.data.len() - self.synced;
             let kept = choices.unsynced_bytes_kept(name, unsynced).min(unsynced);
@@ -154,7 +159,7 @@ impl MemFile {
         self.written = 0;
         self.written_tail.clear();
         let stale = choices.stale_after(name, freed);
-        if let Some(run) = freed.get(stale) {
+        if let Some(run) = stale.and_then(|(i, run)| freed.get(i)?.get(run)) {
             self.data.extend_from_slice(run);
         }
         let zeros = choices.zeros_after(name);
@@ -200,12 +205,12 @@ pub struct MemStorage {
     faults: BTreeMap<Op, u32>,
     halt_after: Option<u64>,
     counts: BTreeMap<Op, u64>,
-    /// The bytes of the files the last crash found removed: free blocks
-    /// whose old content a later crash may show (see [`CrashChoices::stale_after`]).
-    freed: Vec<u8>,
+    /// The bytes of each file the last crash found removed: free blocks
+    /// whose old content a crash may show (see [`CrashChoices::stale_after`]).
+    freed: Vec<Vec<u8>>,
 }
 
-/// At most this much of removed files' content is kept as free blocks.
+/// At most this much of a removed file's content is kept as free blocks.
 const MAX_FREED: usize = 1 << 20;
 
 impl MemStorage {
@@ -251,13 +256,16 @@ impl MemStorage {
         }
         // What no name holds any more was removed: its blocks are free,
         // with their old content, for the files that grew past their end.
-        let removed: Vec<u8> = std::mem::take(&mut self.inodes)
+        let removed: Vec<Vec<u8>> = std::mem::take(&mut self.inodes)
             .into_values()
-            .flat_map(|file| file.data)
+            .filter(|file| !file.data.is_empty())
+            .map(|mut file| {
+                file.data.truncate(MAX_FREED);
+                file.data
+            })
             .collect();
         if !removed.is_empty() {
             self.freed = removed;
-            self.freed.truncate(MAX_FREED);
         }
         for (name, inode) in &self.names {
             if let Some(file) = surviving.get_mut(inode) {

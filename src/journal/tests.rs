@@ -373,8 +373,13 @@ impl CrashChoices for ShowFreed {
     fn unsynced_bytes_kept(&mut self, _: &str, _: usize) -> usize {
         0
     }
-    fn stale_after(&mut self, _: &str, freed: &[u8]) -> std::ops::Range<usize> {
-        0..self.0.min(freed.len())
+    fn stale_after(
+        &mut self,
+        _: &str,
+        freed: &[Vec<u8>],
+    ) -> Option<(usize, std::ops::Range<usize>)> {
+        let first = freed.first()?;
+        Some((0, 0..self.0.min(first.len())))
     }
 }
 
