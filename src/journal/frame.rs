@@ -90,11 +90,6 @@ impl Seal {
         }
     }
 
-    /// The seal of the frames of the file that starts with `bytes`.
-    pub fn of_file(bytes: &[u8]) -> Result<Seal, HeaderError> {
-        decode_header(bytes).map(|header| Seal::of(&header))
-    }
-
     fn checksum(self, len_bytes: &[u8], payload: &[u8]) -> u32 {
         crc32c::crc32c_append(crc32c::crc32c_append(self.0, len_bytes), payload)
     }
