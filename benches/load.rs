@@ -58,6 +58,12 @@ struct Args {
     /// A process whose resident memory is sampled every second.
     #[arg(long)]
     pid: Option<u32>,
+    /// Writes every answer to this file, one line each in the order the
+    /// requests were due: the request's number (its due time is number ÷
+    /// rate), its latency in microseconds and its status (0: no answer).
+    /// Shows when in a run the slow answers came.
+    #[arg(long)]
+    samples: Option<std::path::PathBuf>,
 }
 
 /// SplitMix64: a tiny deterministic generator for the request bodies.
@@ -134,19 +140,30 @@ impl Pool {
 }
 
 /// One answer: its status (0 for a transport error) and microseconds from
-/// when it was due.
-type Sample = (u16, u32);
+/// when it was issued.
+#[derive(Clone, Copy)]
+struct Sample {
+    /// The request's number, in the order they were due.
+    n: u64,
+    status: u16,
+    micros: u32,
+}
 
 async fn send(
     pool: Arc<Pool>,
     host: Arc<str>,
+    n: u64,
     key: String,
     body: String,
     issued: Instant,
 ) -> Sample {
-    let elapsed = |from: Instant| from.elapsed().as_micros().min(u32::MAX as u128) as u32;
+    let answered = |status: u16| Sample {
+        n,
+        status,
+        micros: issued.elapsed().as_micros().min(u32::MAX as u128) as u32,
+    };
     let Ok((mut sender, permit)) = pool.take().await else {
-        return (0, elapsed(issued));
+        return answered(0);
     };
     let request = hyper::Request::post("/dispatch")
         .header("host", &*host)
@@ -158,7 +175,7 @@ async fn send(
     if sender.ready().await.is_err() {
         drop(permit);
         pool.returned.notify_one();
-        return (0, elapsed(issued));
+        return answered(0);
     }
     let status = match sender.send_request(request).await {
         Ok(response) => {
@@ -170,7 +187,7 @@ async fn send(
         }
         Err(_) => 0,
     };
-    let sample = (status, elapsed(issued));
+    let sample = answered(status);
     if status != 0 && !sender.is_closed() {
         pool.give_back((sender, permit));
     } else {
@@ -278,7 +295,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let body = body(&mut mix, today, n);
         let (pool, host, samples) = (pool.clone(), host.clone(), samples.clone());
         tokio::spawn(async move {
-            let sample = send(pool, host, key, body, issued).await;
+            let sample = send(pool, host, n, key, body, issued).await;
             samples.lock().unwrap().push(sample);
         });
     }
@@ -287,7 +304,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     while samples.lock().unwrap().len() < total as usize && Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let samples = std::mem::take(&mut *samples.lock().unwrap());
+    let mut samples = std::mem::take(&mut *samples.lock().unwrap());
+    if let Some(path) = &args.samples {
+        samples.sort_unstable_by_key(|s| s.n);
+        let lines: String = samples
+            .iter()
+            .map(|s| format!("{} {} {}\n", s.n, s.micros, s.status))
+            .collect();
+        std::fs::write(path, lines).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     let timing = Timing {
         sent_for,
         most_behind,
@@ -311,16 +336,16 @@ struct Timing {
 
 fn report(args: &Args, total: u64, timing: Timing, samples: Vec<Sample>, rss: &[u64]) {
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
-    for (status, _) in &samples {
-        *statuses.entry(*status).or_default() += 1;
+    for sample in &samples {
+        *statuses.entry(sample.status).or_default() += 1;
     }
-    let all: Vec<u32> = samples.iter().map(|s| s.1).collect();
+    let all: Vec<u32> = samples.iter().map(|s| s.micros).collect();
     // Accepted: the server took the request up and decided it (not a 503
     // or 504 refusal, not a transport error).
     let accepted: Vec<u32> = samples
         .iter()
-        .filter(|s| matches!(s.0, 200..=499))
-        .map(|s| s.1)
+        .filter(|s| matches!(s.status, 200..=499))
+        .map(|s| s.micros)
         .collect();
     let statuses: Vec<String> = statuses
         .iter()
