@@ -210,6 +210,7 @@ impl Book {
         BookReader {
             book: self,
             agents: Vec::new(),
+            last: 0,
         }
     }
 
@@ -287,6 +288,8 @@ pub struct BookReader<'a> {
     book: &'a Book,
     /// Agents asked about, by id, and their tours if they have any.
     agents: Vec<(CompactString, Option<AgentReader<'a>>)>,
+    /// Where in `agents` the last question's agent is.
+    last: usize,
 }
 
 /// One agent's tours, where its last conflict check's search ended, and
@@ -358,7 +361,7 @@ impl<'a> BookReader<'a> {
 
     /// The agent's tours, or `None` if it has no booking.
     fn agent(&mut self, agent: &str) -> Option<&mut AgentReader<'a>> {
-        let at = match self.agents.iter().position(|(id, _)| id == agent) {
+        let at = match self.position(agent) {
             Some(at) => at,
             None => {
                 let tours = self.book.agents.get(agent).map(AgentReader::new);
@@ -369,7 +372,20 @@ impl<'a> BookReader<'a> {
                 self.agents.len() - 1
             }
         };
+        self.last = at;
         self.agents[at].1.as_mut()
+    }
+
+    /// Where `agent` is among the agents remembered. A delivery names its
+    /// agents in the same order at every start time, and a batch its
+    /// candidates, so the one after the last asked about is tried first:
+    /// one comparison of ids per slot rather than a scan.
+    fn position(&self, agent: &str) -> Option<usize> {
+        let next = (self.last + 1) % self.agents.len().max(1);
+        match self.agents.get(next) {
+            Some((id, _)) if id == agent => Some(next),
+            _ => self.agents.iter().position(|(id, _)| id == agent),
+        }
     }
 }
 
@@ -427,6 +443,32 @@ mod tests {
         assert!(book.remove("a", w(700, 730), AssignmentId(2)));
         assert!(book.is_empty());
         assert!(book.is_free("a", w(700, 730)));
+    }
+
+    /// A delivery names its agents in turn at every start time, and the
+    /// reader tries the agent after the last one first: its answers are
+    /// the book's, for a few agents and for more than it remembers.
+    #[test]
+    fn a_reader_asked_in_turns_answers_as_the_book_does() {
+        let agents: Vec<String> = (0..12).map(|a| format!("ag-{a}")).collect();
+        let mut book = Book::new(15 * MS_PER_MINUTE);
+        for (i, agent) in agents.iter().enumerate() {
+            // Each agent busy at its own quarter hour, so that answering
+            // about the wrong agent shows.
+            let start = 600 + 15 * i as u64;
+            book.insert(agent, w(start, start + 30), AssignmentId(i as u64));
+        }
+        for named in [3, agents.len()] {
+            let mut reader = book.reader();
+            for start in (480..900).step_by(15) {
+                for agent in &agents[..named] {
+                    let iv = w(start, start + 30);
+                    let free = book.is_free(agent, iv);
+                    assert_eq!(reader.is_free(agent, iv), free, "{agent} at {start}");
+                    assert_eq!(reader.tours_on(agent, 0), 1, "{agent}");
+                }
+            }
+        }
     }
 
     proptest! {

@@ -614,12 +614,13 @@ impl Dispatcher {
             }
         };
         self.stats.count_call(Dependency::Rules, CallResult::Ok);
-        let mut choices: Vec<&Candidate> = batch
-            .candidates
-            .iter()
-            .zip(&allowed)
-            .filter_map(|(c, &ok)| ok.then_some(c))
-            .collect();
+        let choices = || {
+            batch
+                .candidates
+                .iter()
+                .zip(&allowed)
+                .filter_map(|(c, &ok)| ok.then_some(c))
+        };
         let preference = |x: &&Candidate, y: &&Candidate| {
             (x.slot.start, x.tours_that_day, &x.slot.agent).cmp(&(
                 y.slot.start,
@@ -627,23 +628,26 @@ impl Dispatcher {
                 &y.slot.agent,
             ))
         };
-        // The first choice is nearly always bookable: bring it to the front
-        // and sort the others only if it is not.
-        if let Some(best) = (0..choices.len()).min_by(|&a, &b| preference(&choices[a], &choices[b]))
-        {
-            choices.swap(0, best);
-        }
+        // The first choice is nearly always bookable: find it alone, and
+        // gather and sort the others only if it is not.
+        let best = choices().min_by(preference);
+        let others = || {
+            let mut others: Vec<&Candidate> = choices()
+                .filter(|c| best.is_some_and(|b| !std::ptr::eq(*c, b)))
+                .collect();
+            others.sort_by(preference);
+            others
+        };
         let duration = self
             .attempt(id)
             .request
             .as_ref()
             .map_or(0, |r| r.duration_ms());
+        let in_order = best
+            .into_iter()
+            .chain(std::iter::once_with(others).flatten());
         let mut stale = false;
-        for k in 0..choices.len() {
-            if k == 1 {
-                choices[1..].sort_by(preference);
-            }
-            let c = choices[k];
+        for c in in_order {
             let interval = Window::new(c.slot.start, c.slot.start.plus_ms(duration));
             if self.book.tours_on(&c.slot.agent, c.slot.start.utc_day()) != c.tours_that_day {
                 self.stats.stale_verdicts += 1;

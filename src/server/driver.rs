@@ -239,17 +239,25 @@ impl Driver {
     /// control, so that it holds none of them up for long.
     fn execute_outputs(&mut self) {
         for _ in 0..INLINE_STEPS {
-            for output in std::mem::take(&mut self.outputs) {
-                self.execute(output);
-            }
+            self.execute_waiting();
             let Some(input) = self.next_inline_answer() else {
                 return;
             };
             self.handle(input);
         }
-        for output in std::mem::take(&mut self.outputs) {
+        self.execute_waiting();
+    }
+
+    /// Executes the outputs waiting, keeping their buffer's room for the
+    /// next input's (a request's life takes several inputs).
+    fn execute_waiting(&mut self) {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        for output in outputs.drain(..) {
             self.execute(output);
         }
+        // Executing an output never feeds the core: its answers queue.
+        debug_assert!(self.outputs.is_empty());
+        self.outputs = outputs;
     }
 
     fn command(&mut self, command: Command) {
