@@ -6,7 +6,9 @@
 #     the server with --ephemeral and the server with its durable journal
 #     (a fresh temporary data directory); each server fresh for each run;
 #  2. latency at half the peak rate: the open-loop generator
-#     (benches/load.rs) at half of each server's median peak, and the
+#     (benches/load.rs; its connections opened and each warmed by one
+#     exchange before the clock starts) at half of each server's median
+#     peak, and the
 #     ceiling at the same rate right after each run (the floor that the
 #     generator, the kernel and the host give any server); then the
 #     ceiling at half its own peak;
