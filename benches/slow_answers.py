@@ -11,8 +11,12 @@ over the run (queueing) or held in a few stalls.
     benches/slow_answers.py s.txt 23000          # threshold 5 ms
     benches/slow_answers.py s.txt 23000 2.5
 """
+import signal
 import sys
 from collections import defaultdict
+
+# Piped into `head`, stop quietly.
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 BIN_MS = 10
 START_MS = 300
