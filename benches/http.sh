@@ -30,10 +30,17 @@
 #   benches/http.sh                 # RUNS=3 DURATION=4 CONCURRENCY="8 32 128"
 #   RUNS=1 DURATION=2 benches/http.sh   # a quick look
 #   WORKERS=1 benches/http.sh       # every server with one runtime worker
+#   SERVER_CPUS=0-3 CLIENT_CPUS=4-7 benches/http.sh
+#                                   # servers and load generators apart
 #
 # WORKERS (default: the runtime's own choice, one per core) is given to the
 # servers as --workers and to the ceiling as TOKIO_WORKER_THREADS, so that
-# the ceiling always has the servers' runtime shape.
+# the ceiling always has the servers' runtime shape. SERVER_CPUS and
+# CLIENT_CPUS (default: unset, everything shares every core) pin the servers
+# and the load generators (wrk, benches/load.rs) to CPU lists with taskset:
+# on a machine with cores to spare, the generator then no longer takes the
+# servers' CPU, which the overload and half-peak steps are sensitive to. A
+# runtime's default worker count follows the CPUs it is given.
 #
 # Prints the tables (medians of RUNS runs, ratios within each run) and
 # leaves the raw JSON lines in $OUT (default target/http-bench).
@@ -44,6 +51,10 @@ DURATION=${DURATION:-4}
 CONCURRENCY=${CONCURRENCY:-"8 32 128"}
 OUT=${OUT:-target/http-bench}
 WORKERS=${WORKERS:-}
+PIN_SERVER=()
+PIN_CLIENT=()
+if [ -n "${SERVER_CPUS:-}" ]; then PIN_SERVER=(taskset -c "$SERVER_CPUS"); fi
+if [ -n "${CLIENT_CPUS:-}" ]; then PIN_CLIENT=(taskset -c "$CLIENT_CPUS"); fi
 
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
@@ -73,11 +84,12 @@ start() {
     rm -f "$log" # so that the address read below is the new server's
     if [ -n "$WORKERS" ]; then set -- --workers "$WORKERS" "$@"; fi
     case $kind in
-    ceiling) ${WORKERS:+env TOKIO_WORKER_THREADS=$WORKERS} "$BIN/examples/ceiling" 127.0.0.1:0 2>"$log" & ;;
-    ephemeral) "$BIN/tour-dispatcher" --listen 127.0.0.1:0 --ephemeral "$@" >/dev/null 2>"$log" & ;;
+    # taskset and env exec what they run: $! is the server's own pid.
+    ceiling) "${PIN_SERVER[@]}" ${WORKERS:+env TOKIO_WORKER_THREADS=$WORKERS} "$BIN/examples/ceiling" 127.0.0.1:0 2>"$log" & ;;
+    ephemeral) "${PIN_SERVER[@]}" "$BIN/tour-dispatcher" --listen 127.0.0.1:0 --ephemeral "$@" >/dev/null 2>"$log" & ;;
     durable)
         DATA=$(mktemp -d "${TMPDIR:-/tmp}/tour-bench.XXXXXX")
-        "$BIN/tour-dispatcher" --listen 127.0.0.1:0 --data-dir "$DATA" "$@" >/dev/null 2>"$log" &
+        "${PIN_SERVER[@]}" "$BIN/tour-dispatcher" --listen 127.0.0.1:0 --data-dir "$DATA" "$@" >/dev/null 2>"$log" &
         ;;
     esac
     PID=$!
@@ -106,15 +118,15 @@ record() {
 }
 
 wrk_run() { # wrk_run CONCURRENCY KEY_PREFIX
-    WRK_KEY_PREFIX=$2 wrk -t1 -c"$1" -d"${DURATION}s" --timeout 10s \
+    WRK_KEY_PREFIX=$2 "${PIN_CLIENT[@]}" wrk -t1 -c"$1" -d"${DURATION}s" --timeout 10s \
         -s benches/http.lua "$URL" | tail -1
 }
 
 load_run() { # load_run RATE SECONDS KEY_PREFIX [--pid PID]
-    "$BIN/examples/load" --url "$URL" --rate "$1" --seconds "$2" --key-prefix "$3" "${@:4}"
+    "${PIN_CLIENT[@]}" "$BIN/examples/load" --url "$URL" --rate "$1" --seconds "$2" --key-prefix "$3" "${@:4}"
 }
 
-echo "machine: $(nproc) cores; runtime workers: ${WORKERS:-one per core}; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "machine: $(nproc --all) cores; servers on CPUs ${SERVER_CPUS:-all}, load generators on ${CLIENT_CPUS:-all}; runtime workers: ${WORKERS:-one per CPU given}; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 echo "1. throughput" >&2
 for run in $(seq "$RUNS"); do
