@@ -16,8 +16,10 @@
 #     --shard-concurrency 1 and 8;
 #  4. overload: twice the durable server's peak, open loop, with its resident
 #     memory sampled every second; and the same server unloaded (a tenth of
-#     its peak) for the p99 to compare with; then the ceiling under the same
-#     two loads (what the stack and the generator alone make of them);
+#     its peak) for the p99 to compare with; the same overload against the
+#     durable server shedding with --shed-lag-ms 5; then the ceiling under
+#     the same two loads (what the stack and the generator alone make of
+#     them);
 #  5. overload of the dependencies: the slow dependencies of step 3 at
 #     --shard-concurrency 8, unloaded (a tenth of step 3's throughput) and at
 #     twice it, with the default queues and with --queue-capacity 8
@@ -186,6 +188,12 @@ overloads() {
 }
 for run in $(seq "$RUNS"); do
     overloads durable "$run" ""
+    # Shedding when the runtime runs late (the CPU behind); its baseline is
+    # the plain durable server's unloaded run above.
+    start durable --shed-lag-ms 5
+    record overload "durable, --shed-lag-ms 5" "$run" $((capacity * 2)) \
+        "$(load_run $((capacity * 2)) $((DURATION * 2)) "s${run}o" --pid "$PID" --connections 1024)"
+    stop
     # The same two loads against the ceiling: what the HTTP stack and the
     # generator alone make of them on this machine.
     overloads ceiling "$run" c

@@ -768,6 +768,44 @@ async fn metrics_count_every_outcome() {
     server.stop().await;
 }
 
+/// A runtime held up, as a CPU that cannot keep up holds it, sheds new
+/// dispatches with 503 overloaded; without `--shed-lag-ms` the same
+/// hold-up sheds nothing. The bound is far above what a busy test machine
+/// delays a thread by.
+#[tokio::test]
+async fn a_runtime_that_runs_late_sheds_dispatches_when_asked_to() {
+    for (flags, shed) in [
+        (
+            &["--shed-lag-ms", "250", "--shed-hold-ms", "60000"][..],
+            true,
+        ),
+        (&[][..], false),
+    ] {
+        let server = TestServer::start(flags).await;
+        let client = server.client();
+        let before = client.dispatch(&request("s0", "94107", 1, 9.0, 12.0)).await;
+        assert_eq!(before.status, 201, "on time: served ({flags:?})");
+        // The server runs on this test's one-thread runtime: blocking it
+        // holds up the server's tasks, its lag probe among them, which
+        // runs (late) once this task waits.
+        std::thread::sleep(Duration::from_millis(600));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let after = client.dispatch(&request("s1", "94107", 2, 9.0, 12.0)).await;
+        if shed {
+            assert_eq!(after.status, 503, "{after:?}");
+            assert_eq!(after.problem_type(), "/problems/overloaded");
+            assert!(after.retry_after().is_some_and(|s| s >= 1), "{after:?}");
+            let refused = client
+                .metric("tour_dispatcher_dispatch_total{outcome=\"overloaded\"}")
+                .await;
+            assert_eq!(refused, 1.0);
+        } else {
+            assert_eq!(after.status, 201, "{after:?}");
+        }
+        server.stop().await;
+    }
+}
+
 // ----- shutdown and restarts ------------------------------------------------------------
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use crate::server::render::{
     json_reply, render, AssignmentBody, Problem, ProblemType, Reply, JSON,
 };
 use crate::server::settings::MAX_BODY_BYTES;
+use crate::server::shedding::Shedder;
 use crate::server::state::ServerState;
 use bytes::{Bytes, BytesMut};
 use http::header::{
@@ -61,6 +62,9 @@ pub struct App {
     pub limits: Limits,
     /// Admission in front of the dispatcher: one permit per dispatch.
     in_flight: Semaphore,
+    /// Whether the runtime is too late to take new dispatches (see
+    /// [`crate::server::shedding`]); never, unless its probe is started.
+    pub shedder: Arc<Shedder>,
     pub openapi: Bytes,
     next_ticket: AtomicU64,
 }
@@ -79,6 +83,7 @@ impl App {
             state,
             metrics,
             in_flight: Semaphore::new(limits.max_in_flight),
+            shedder: Shedder::new(),
             limits,
             openapi: Bytes::from(crate::server::openapi::document()),
             next_ticket: AtomicU64::new(1),
@@ -261,9 +266,10 @@ where
     )
     .await;
     // Draining: refuse before any other check, as soon as the body is read;
-    // and so when too many dispatches are in the server already.
+    // and so when too many dispatches are in the server already, or when
+    // the CPU is so far behind that the runtime runs late.
     let admitted = app.in_flight.try_acquire();
-    if app.state.is_draining() || admitted.is_err() {
+    if app.state.is_draining() || admitted.is_err() || app.shedder.is_shedding() {
         return (
             Problem::overloaded(app.limits.retry_after_s).into_reply(),
             Outcome::Overloaded,

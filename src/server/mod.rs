@@ -29,6 +29,7 @@ pub mod openapi;
 pub mod render;
 pub mod services;
 pub mod settings;
+pub mod shedding;
 pub mod state;
 pub mod trace;
 
@@ -218,6 +219,9 @@ pub async fn start_with(
             max_in_flight: settings.max_in_flight as usize,
         },
     ));
+    if let Some(shedding) = settings.shedding() {
+        app.shedder.start_probe(shedding);
+    }
     let (stop, stopping) = watch::channel(false);
     let driver = tokio::spawn(driver.run());
     let accept = Acceptor {

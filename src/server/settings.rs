@@ -8,6 +8,7 @@
 use crate::core::time::MS_PER_SECOND;
 use crate::core::{Config, ConfigError, Secret};
 use crate::server::journal_file::JournalOptions;
+use crate::server::shedding::SheddingConfig;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -223,6 +224,19 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_in_flight: u32,
 
+    /// Sheds new dispatches (503 overloaded) for `--shed-hold-ms` whenever
+    /// the runtime runs a task later than this many milliseconds, as it
+    /// does when the CPU is the bottleneck and requests queue before the
+    /// server reads them; 0 = never (see the README).
+    #[arg(long, env = "TOUR_SHED_LAG_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub shed_lag_ms: u64,
+
+    /// How long shedding lasts after the runtime was last found late.
+    #[arg(long, env = "TOUR_SHED_HOLD_MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub shed_hold_ms: u64,
+
     /// Runtime threads that serve HTTP and run the dispatcher (default: one
     /// per core). Fewer can serve more when the clients or other busy
     /// processes share the machine: see BENCHMARKS.md.
@@ -399,6 +413,14 @@ impl Settings {
 
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// When to shed under CPU overload, if at all.
+    pub fn shedding(&self) -> Option<SheddingConfig> {
+        (self.shed_lag_ms > 0).then(|| SheddingConfig {
+            lag_bound: Duration::from_millis(self.shed_lag_ms),
+            hold: Duration::from_millis(self.shed_hold_ms),
+        })
     }
 }
 
