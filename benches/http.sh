@@ -175,25 +175,28 @@ done
 
 echo "4. overload" >&2
 capacity=$(peak durable)
+# overload LABEL RUN KEY_PREFIX KIND [FLAGS...]: a fresh KIND at twice the
+# durable peak, recorded as LABEL.
+overload() {
+    start "$4" "${@:5}"
+    record overload "$1" "$2" $((capacity * 2)) \
+        "$(load_run $((capacity * 2)) $((DURATION * 2)) "${3}o$2" --pid "$PID" --connections 1024)"
+    stop
+}
 # overloads TARGET RUN KEY_PREFIX: a fresh TARGET at a tenth of the durable
 # peak, then another at twice it.
 overloads() {
     start "$1"
     record unloaded "$1" "$2" $((capacity / 10)) "$(load_run $((capacity / 10)) "$DURATION" "${3}u$2")"
     stop
-    start "$1"
-    record overload "$1" "$2" $((capacity * 2)) \
-        "$(load_run $((capacity * 2)) $((DURATION * 2)) "${3}o$2" --pid "$PID" --connections 1024)"
-    stop
+    overload "$1" "$2" "$3" "$1"
 }
 for run in $(seq "$RUNS"); do
     overloads durable "$run" ""
-    # Shedding when the runtime runs late (the CPU behind); its baseline is
-    # the plain durable server's unloaded run above.
-    start durable --shed-lag-ms 5
-    record overload "durable, --shed-lag-ms 5" "$run" $((capacity * 2)) \
-        "$(load_run $((capacity * 2)) $((DURATION * 2)) "s${run}o" --pid "$PID" --connections 1024)"
-    stop
+    # Shedding when the runtime runs late (the CPU behind), against the
+    # plain durable server's unloaded run (the report compares a label
+    # "KIND, ..." with KIND's).
+    overload "durable, --shed-lag-ms 5" "$run" s durable --shed-lag-ms 5
     # The same two loads against the ceiling: what the HTTP stack and the
     # generator alone make of them on this machine.
     overloads ceiling "$run" c

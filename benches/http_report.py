@@ -139,9 +139,11 @@ def overload(lines, unloaded_step="unloaded", overload_step="overload"):
     for target in sorted({o["target"] for o in over}):
         ratios = []
         for o in (o for o in over if o["target"] == target):
-            # The same target's unloaded run, else the run's only one.
+            # The same target's unloaded run (a variant "KIND, FLAGS" is
+            # compared with KIND's), else the run's only one.
             same_run = [l for l in unloaded if l["run"] == o["run"]]
-            u = [l for l in same_run if l["target"] == o["target"]] or same_run
+            kind = o["target"].split(",")[0]
+            u = [l for l in same_run if l["target"] == kind] or same_run
             if u and u[0]["result"]["accepted"]["p99_ms"] > 0:
                 ratios.append(o["result"]["accepted"]["p99_ms"] / u[0]["result"]["accepted"]["p99_ms"])
         if ratios:

@@ -64,7 +64,7 @@ pub struct App {
     in_flight: Semaphore,
     /// Whether the runtime is too late to take new dispatches (see
     /// [`crate::server::shedding`]); never, unless its probe is started.
-    pub shedder: Arc<Shedder>,
+    pub(crate) shedder: Arc<Shedder>,
     pub openapi: Bytes,
     next_ticket: AtomicU64,
 }

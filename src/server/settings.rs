@@ -225,14 +225,14 @@ pub struct Settings {
     pub max_in_flight: u32,
 
     /// Sheds new dispatches (503 overloaded) for `--shed-hold-ms` whenever
-    /// the runtime runs a task later than this many milliseconds, as it
-    /// does when the CPU is the bottleneck and requests queue before the
-    /// server reads them; 0 = never (see the README).
-    #[arg(long, env = "TOUR_SHED_LAG_MS", default_value_t = 0,
-          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    /// the runtime wakes a probe task more than this many milliseconds
+    /// late, as it does when the CPU is the bottleneck and requests queue
+    /// before the server reads them; 0 = never (see the README).
+    #[arg(long, env = "TOUR_SHED_LAG_MS", default_value_t = 0, value_parser = parse_shed_lag)]
     pub shed_lag_ms: u64,
 
-    /// How long shedding lasts after the runtime was last found late.
+    /// How long shedding lasts after the probe was last woken late (unused
+    /// while `--shed-lag-ms` is 0).
     #[arg(long, env = "TOUR_SHED_HOLD_MS", default_value_t = 50,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub shed_hold_ms: u64,
@@ -434,6 +434,24 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{text} resolves to no address"))
 }
 
+/// The runtime's timer ticks in whole milliseconds, so an idle probe
+/// wakes a millisecond or two late by itself: a bound under
+/// [`MIN_SHED_LAG_MS`] would shed on an idle server.
+const MIN_SHED_LAG_MS: u64 = 5;
+
+fn parse_shed_lag(text: &str) -> Result<u64, String> {
+    let ms: u64 = text
+        .parse()
+        .map_err(|_| format!("{text} is not a whole number of milliseconds"))?;
+    if ms != 0 && !(MIN_SHED_LAG_MS..=60_000).contains(&ms) {
+        return Err(format!(
+            "{ms} is not 0 (off) or {MIN_SHED_LAG_MS}-60000: the runtime's timer ticks in whole \
+             milliseconds, so a smaller bound would shed on an idle server"
+        ));
+    }
+    Ok(ms)
+}
+
 fn parse_slot_step(text: &str) -> Result<u32, String> {
     let step: u32 = text
         .parse()
@@ -488,9 +506,20 @@ mod tests {
             &["--log-format", "xml"],
             &["--listen", "nowhere"],
             &["--ephemeral", "maybe"],
+            &["--shed-lag-ms", "4"],
+            &["--shed-lag-ms", "60001"],
+            &["--shed-hold-ms", "0"],
         ] {
             assert!(parse(args).is_err(), "{args:?} should be refused");
         }
+        let tiny = parse(&["--shed-lag-ms", "2"]).unwrap_err().to_string();
+        assert!(tiny.contains("would shed on an idle server"), "{tiny}");
+        assert_eq!(Settings::defaults().shedding(), None, "off by default");
+        let on = parse(&["--shed-lag-ms", "5"]).unwrap().shedding().unwrap();
+        assert_eq!(
+            (on.lag_bound, on.hold),
+            (Duration::from_millis(5), Duration::from_millis(50))
+        );
         let negative = parse(&["--shards", "-1"]).unwrap_err().to_string();
         assert!(negative.contains("-1 is not in 1..=1024"), "{negative}");
     }

@@ -5,12 +5,14 @@
 //! its queues: they wait in the kernel's socket buffers and in the
 //! runtime's run queue, before a handler sees them, so no queue bound
 //! refuses them and the backlog grows to seconds. What does show is how
-//! late the runtime runs a task that asked to be woken: a probe task sleeps
-//! for half the lag bound again and again and measures how late it wakes.
-//! A probe later than the bound starts shedding, for the hold time after
-//! it: a new dispatch is answered 503 overloaded (with Retry-After) as
-//! soon as its body is read, at a fraction of a full request's cost, so
-//! the backlog drains and the dispatches taken wait less.
+//! late the runtime wakes a task that asked to be woken: a probe task
+//! sleeps for half the lag bound (between 1 and 100 ms) again and again
+//! and measures how late it wakes. A wake later than the bound starts
+//! shedding, for the hold time after it: a new dispatch is answered 503
+//! overloaded (with Retry-After) as soon as its body is read, at a fraction
+//! of a full request's cost, so the backlog drains and the dispatches taken
+//! wait less. The probe reads the runtime's clock, as the server does for
+//! its timers: this is the server measuring itself, not the core's time.
 //!
 //! Off by default (`--shed-lag-ms 0`). A bound is a trade: a tight one
 //! keeps the accepted requests' latency low under overload, and also
@@ -21,7 +23,7 @@
 //! (BENCHMARKS.md, "Shedding under CPU overload").
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -45,7 +47,7 @@ impl SheddingConfig {
 
     /// What one probe's lag, measured at `now`, decides: the instant until
     /// which to shed, if the probe was late.
-    pub fn shed_until(&self, lag: Duration, now: Instant) -> Option<Instant> {
+    pub fn shedding_end(&self, lag: Duration, now: Instant) -> Option<Instant> {
         (lag > self.lag_bound).then(|| now + self.hold)
     }
 }
@@ -90,21 +92,39 @@ impl Shedder {
     /// Starts the probe on the current runtime; it stops with the runtime
     /// or once the shedder is dropped (with the server that held it).
     pub fn start_probe(self: &Arc<Self>, config: SheddingConfig) {
-        let shedder = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let period = config.probe_period();
-            loop {
-                let due = Instant::now() + period;
-                tokio::time::sleep_until(due).await;
-                let now = Instant::now();
-                let Some(shedder) = shedder.upgrade() else {
-                    return;
-                };
-                if let Some(until) = config.shed_until(now.saturating_duration_since(due), now) {
-                    shedder.shed_until(until);
-                }
-            }
-        });
+        tokio::spawn(probe(Arc::downgrade(self), config));
+    }
+}
+
+/// How often shedding may be logged: under a sustained overload it starts
+/// again every hold.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Wakes every probe period and sheds after a late wake, until `shedder`
+/// is gone.
+async fn probe(shedder: Weak<Shedder>, config: SheddingConfig) {
+    let period = config.probe_period();
+    let mut logged: Option<Instant> = None;
+    loop {
+        let due = Instant::now() + period;
+        tokio::time::sleep_until(due).await;
+        let now = Instant::now();
+        let Some(shedder) = shedder.upgrade() else {
+            return;
+        };
+        let lag = now.saturating_duration_since(due);
+        let Some(until) = config.shedding_end(lag, now) else {
+            continue;
+        };
+        if logged.is_none_or(|at| now >= at + LOG_EVERY) {
+            logged = Some(now);
+            tracing::warn!(
+                lag_ms = lag.as_millis() as u64,
+                bound_ms = config.lag_bound.as_millis() as u64,
+                "the runtime is running late: refusing new dispatches as overloaded"
+            );
+        }
+        shedder.shed_until(until);
     }
 }
 
@@ -126,13 +146,13 @@ mod tests {
     #[test]
     fn a_probe_later_than_the_bound_sheds_for_the_hold_after_it() {
         let t0 = Instant::now();
-        assert_eq!(config(5).shed_until(ms(1), t0), None, "on time");
+        assert_eq!(config(5).shedding_end(ms(1), t0), None, "on time");
         assert_eq!(
-            config(5).shed_until(ms(5), t0),
+            config(5).shedding_end(ms(5), t0),
             None,
             "the bound is not late"
         );
-        assert_eq!(config(5).shed_until(ms(6), t0), Some(t0 + ms(50)));
+        assert_eq!(config(5).shedding_end(ms(6), t0), Some(t0 + ms(50)));
     }
 
     #[test]
@@ -153,6 +173,11 @@ mod tests {
         let past = Shedder::new();
         past.shed_until(Instant::now() - ms(1));
         assert!(!past.is_shedding());
+        let brief = Shedder::new();
+        brief.shed_until(Instant::now() + ms(20));
+        assert!(brief.is_shedding());
+        tokio::time::sleep(ms(40)).await;
+        assert!(!brief.is_shedding(), "shedding ends at its end");
     }
 
     /// The probe itself: a runtime held up (as a full CPU holds it) starts
